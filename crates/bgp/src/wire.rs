@@ -1,0 +1,1 @@
+//! BGP wire format: OPEN (with capabilities), UPDATE (with path attributes), KEEPALIVE, NOTIFICATION, ROUTE-REFRESH.

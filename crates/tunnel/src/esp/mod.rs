@@ -1,0 +1,10 @@
+//! ESP (RFC 4303) in UDP (RFC 3948), sans-IO.
+//!
+//! - [`sa`]: one child SA's direction: keys, sequence numbers, seal/open into
+//!   caller-owned buffers.
+//! - [`replay`]: the anti-replay window (RFC 4303 §3.4.3), ESN aware.
+//! - [`table`]: the SPI → SA table the datapath reads without locking.
+
+pub mod replay;
+pub mod sa;
+pub mod table;

@@ -1,0 +1,1 @@
+//! The inbound SPI table and per-connection outbound SA, read by the datapath threads without a lock per packet.
