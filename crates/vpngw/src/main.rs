@@ -1,19 +1,71 @@
-//! `vpngw`: the daemon and its command line.
-//!
-//! The daemon composes the three driver crates — tunnels (`vpngw-tunnel`),
-//! BGP (`vpngw-bgp`) and kernel routes (`vpngw-routes`) — passing their
-//! events and commands between them. It owns the clock, the timers, the
-//! signals, the config and the control socket. Subcommands arrive with the
-//! capabilities behind them; until then the binary answers `--help` and
-//! `--version`.
+//! `vpngw`: the command line. Subcommands arrive with the capabilities
+//! behind them; the work is done in the `vpngw` library.
 
-use clap::Parser;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use vpngw::config;
 
 /// Route-based IPsec site-to-site VPN gateway with an integrated BGP speaker.
 #[derive(Debug, Parser)]
-#[command(name = "vpngw", version, about, long_about = None, arg_required_else_help = true)]
-struct Cli {}
+#[command(name = "vpngw", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() {
-    let _cli = Cli::parse();
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate a configuration file (and read its PSKs) without running.
+    CheckConfig {
+        /// The TOML configuration file.
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::CheckConfig { file } => check_config(&file),
+    }
+}
+
+fn check_config(file: &std::path::Path) -> ExitCode {
+    match config::load(file) {
+        Ok(cfg) => {
+            let g = &cfg.gateway;
+            println!(
+                "{}: ok: AS {}, router id {}, {} local prefix(es), table {}, ECMP {}",
+                file.display(),
+                g.asn,
+                g.router_id,
+                g.local_prefixes.len(),
+                g.kernel_table,
+                if g.ecmp { "on" } else { "off" }
+            );
+            for c in &cfg.connections {
+                let routing = match &c.routing {
+                    config::Routing::Bgp(b) => {
+                        format!("BGP AS {} at {}", b.peer_asn, b.peer_address)
+                    }
+                    config::Routing::Static(r) => format!("{} static route(s)", r.len()),
+                };
+                println!(
+                    "  {}: {} -> {} ({}), {}, {}",
+                    c.name,
+                    c.local_address,
+                    c.remote_address,
+                    if c.initiate { "initiator" } else { "responder" },
+                    c.tun_name,
+                    routing
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
 }
