@@ -1,0 +1,1048 @@
+//! The IKE SA state machine (RFC 7296), sans-IO.
+//!
+//! One [`IkeSa`] is one IKE SA with the child SA it carries, from the first
+//! IKE_SA_INIT to its deletion. It never touches a socket or a clock: the
+//! driver feeds it datagrams ([`IkeSa::handle`]) and the passing of time
+//! ([`IkeSa::handle_timeout`], at the instant [`IkeSa::poll_timeout`] asked
+//! for), and drains what it produced with [`IkeSa::poll_output`]: datagrams
+//! to send and events for the rest of the daemon (established, child SA
+//! installed with its keys, deleted, closed with a reason). Randomness (SPIs,
+//! nonces, DH secrets, IVs) comes in through [`Random`]. That makes every
+//! exchange testable in memory, with simulated time, loss and reordering.
+//!
+//! What it implements:
+//! - IKE_SA_INIT and IKE_AUTH in both roles, PSK authentication (§2.15),
+//!   one child SA with 0.0.0.0/0 selectors, narrowed to whatever the peer
+//!   proposes (route-based tunnels);
+//! - COOKIE (§2.6) and INVALID_KE_PAYLOAD (§2.7) retries as initiator;
+//! - NAT detection (§2.23), with NAT-T forced the way strongSwan's
+//!   `encap = yes` does it (a fake source hash), because our ESP always
+//!   travels in UDP 4500; the move to port 4500 after IKE_SA_INIT;
+//! - reliability (§2.1–2.3): one request in flight, retransmission with
+//!   exponential backoff, responses cached and resent byte for byte for a
+//!   retransmitted request, message IDs checked;
+//! - INFORMATIONAL: liveness checks both ways (DPD), DELETE of the IKE SA
+//!   and of the child SA, INITIAL_CONTACT sent;
+//! - clear reasons for failure: AUTHENTICATION_FAILED and
+//!   NO_PROPOSAL_CHOSEN (naming what each side offered) both ways.
+//!
+//! Rekeying (CREATE_CHILD_SA) is not implemented yet: a peer's rekey
+//! request is answered with NO_ADDITIONAL_SAS, so the peer keeps the SAs
+//! until their hard lifetime and then re-establishes.
+
+mod exchange;
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use zeroize::Zeroizing;
+
+use super::crypto::{ChildKeys, IkeKeys, SkCipher};
+use super::proposal::{EspAlgorithms, EspProposal, IkeAlgorithms, IkeProposal};
+use super::wire::{
+    decode_payloads, Encrypted, ExchangeType, Flags, Header, Identification, IkeSpi, Message,
+    Payload, TrafficSelector,
+};
+use crate::esp::sa::SaKeys;
+
+/// The IKE port.
+pub const IKE_PORT: u16 = 500;
+/// The NAT-T port (RFC 3948): IKE with a non-ESP marker, and ESP in UDP.
+pub const NATT_PORT: u16 = 4500;
+
+/// A source of cryptographically secure random bytes, supplied by the
+/// driver (the core never draws randomness itself).
+pub trait Random {
+    /// Fills `buf` with random bytes.
+    fn fill(&mut self, buf: &mut [u8]);
+}
+
+/// How one connection's IKE SAs behave.
+#[derive(Clone)]
+pub struct SaConfig {
+    /// Our identity (IDi or IDr).
+    pub local_id: Identification,
+    /// The identity the peer must present.
+    pub remote_id: Identification,
+    /// The pre-shared key.
+    pub psk: Zeroizing<Vec<u8>>,
+    /// IKE proposals, preferred first.
+    pub ike_proposals: Vec<IkeProposal>,
+    /// ESP proposals, preferred first.
+    pub esp_proposals: Vec<EspProposal>,
+    /// Send a liveness check after this long without hearing from the peer.
+    pub dpd_interval: Duration,
+    /// Declare the peer dead when a request stays unanswered this long.
+    pub dpd_timeout: Duration,
+    /// The first retransmission timeout; it doubles with each retry.
+    pub retransmit_timeout: Duration,
+    /// Retransmissions of a request before giving up (besides the timeout).
+    pub retransmit_tries: u32,
+    /// Claim a NAT so that ESP runs in UDP 4500 even without one.
+    pub force_encap: bool,
+}
+
+impl fmt::Debug for SaConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SaConfig")
+            .field("local_id", &self.local_id)
+            .field("remote_id", &self.remote_id)
+            .field("ike_proposals", &self.ike_proposals)
+            .field("esp_proposals", &self.esp_proposals)
+            .field("dpd_interval", &self.dpd_interval)
+            .field("dpd_timeout", &self.dpd_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A datagram to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// Our address and port to send from (500 or 4500).
+    pub local: SocketAddr,
+    /// Where to.
+    pub remote: SocketAddr,
+    /// The IKE message (without the non-ESP marker; the driver adds it on
+    /// port 4500).
+    pub data: Vec<u8>,
+}
+
+/// An installed child SA pair, with everything the ESP datapath needs.
+pub struct ChildSa {
+    /// The SPI we receive on (chosen by us).
+    pub spi_in: u32,
+    /// The SPI we send with (chosen by the peer).
+    pub spi_out: u32,
+    /// The negotiated algorithms.
+    pub algorithms: EspAlgorithms,
+    /// Keys for what we receive.
+    pub keys_in: SaKeys,
+    /// Keys for what we send.
+    pub keys_out: SaKeys,
+    /// Our traffic selectors.
+    pub ts_local: Vec<TrafficSelector>,
+    /// The peer's traffic selectors.
+    pub ts_remote: Vec<TrafficSelector>,
+    /// ESP travels in UDP 4500.
+    pub udp_encap: bool,
+}
+
+impl fmt::Debug for ChildSa {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChildSa")
+            .field("spi_in", &format_args!("{:08x}", self.spi_in))
+            .field("spi_out", &format_args!("{:08x}", self.spi_out))
+            .field("algorithms", &self.algorithms)
+            .field("udp_encap", &self.udp_encap)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why an IKE SA ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CloseReason {
+    /// PSK authentication failed: we rejected the peer's AUTH
+    /// (`by_peer` false) or the peer rejected ours.
+    AuthenticationFailed {
+        /// The peer sent AUTHENTICATION_FAILED.
+        by_peer: bool,
+    },
+    /// The peer presented another identity than configured.
+    IdentityMismatch {
+        /// What it presented.
+        presented: String,
+    },
+    /// No common proposal, for the IKE SA or the child SA.
+    NoProposalChosen {
+        /// Which SA: "IKE" or "ESP".
+        sa: &'static str,
+        /// What we offer, strongSwan notation.
+        ours: String,
+        /// What the peer offered (empty if it sent only the notify).
+        theirs: String,
+        /// The peer sent NO_PROPOSAL_CHOSEN.
+        by_peer: bool,
+    },
+    /// The peer refused with another error notify (e.g. TS_UNACCEPTABLE).
+    Refused {
+        /// The notify type's name or number.
+        notify: String,
+    },
+    /// Setup timed out: no answer to a request.
+    Timeout,
+    /// An established peer stopped answering (dead peer detection).
+    DeadPeer,
+    /// The peer deleted the IKE SA.
+    DeletedByPeer,
+    /// We deleted it ([`IkeSa::close`]).
+    DeletedLocally,
+    /// The peer broke the protocol in a way that ends the SA.
+    Protocol(String),
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CloseReason::AuthenticationFailed { by_peer: true } => {
+                write!(f, "AUTHENTICATION_FAILED from the peer: it rejected our PSK authentication (check the PSK and our ID)")
+            }
+            CloseReason::AuthenticationFailed { by_peer: false } => {
+                write!(f, "AUTHENTICATION_FAILED: the peer's AUTH does not verify with our PSK (check the PSK)")
+            }
+            CloseReason::IdentityMismatch { presented } => {
+                write!(f, "the peer presented identity {presented}, which is not the configured remote_id")
+            }
+            CloseReason::NoProposalChosen {
+                sa,
+                ours,
+                theirs,
+                by_peer,
+            } => {
+                let who = if *by_peer {
+                    "the peer found"
+                } else {
+                    "we found"
+                };
+                write!(f, "NO_PROPOSAL_CHOSEN for the {sa} SA: {who} no common proposal; we offer [{ours}]")?;
+                if theirs.is_empty() {
+                    Ok(())
+                } else {
+                    write!(f, ", the peer offered [{theirs}]")
+                }
+            }
+            CloseReason::Refused { notify } => write!(f, "the peer refused with {notify}"),
+            CloseReason::Timeout => write!(f, "no answer from the peer"),
+            CloseReason::DeadPeer => write!(f, "dead peer: no answer to liveness checks"),
+            CloseReason::DeletedByPeer => write!(f, "deleted by the peer"),
+            CloseReason::DeletedLocally => write!(f, "deleted locally"),
+            CloseReason::Protocol(what) => write!(f, "protocol error: {what}"),
+        }
+    }
+}
+
+/// What happened, for the daemon.
+#[derive(Debug)]
+pub enum Event {
+    /// The IKE SA is established.
+    Established(IkeAlgorithms),
+    /// A child SA is ready: install it in the datapath.
+    ChildInstalled(ChildSa),
+    /// A child SA is gone: remove it from the datapath.
+    ChildDeleted {
+        /// Our inbound SPI.
+        spi_in: u32,
+        /// Our outbound SPI.
+        spi_out: u32,
+    },
+    /// The IKE SA (and any child) is gone.
+    Closed(CloseReason),
+}
+
+/// What [`IkeSa::poll_output`] yields.
+#[derive(Debug)]
+pub enum Output {
+    /// A datagram to send.
+    Transmit(Transmit),
+    /// An event.
+    Event(Event),
+}
+
+/// Which end of the IKE SA we are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// We sent IKE_SA_INIT.
+    Initiator,
+    /// We answered it.
+    Responder,
+}
+
+/// Where the IKE SA is, for operators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Initiator: IKE_SA_INIT sent.
+    InitSent,
+    /// Initiator: IKE_AUTH sent.
+    AuthSent,
+    /// Responder: IKE_SA_INIT answered, waiting for IKE_AUTH.
+    InitReplied,
+    /// Up.
+    Established,
+    /// Gone; drain the outputs and drop it.
+    Closed,
+}
+
+/// A snapshot for `vpngw sas`.
+#[derive(Debug, Clone)]
+pub struct Status {
+    /// Our role.
+    pub role: Role,
+    /// Where the SA is.
+    pub phase: Phase,
+    /// Initiator's SPI.
+    pub spi_i: IkeSpi,
+    /// Responder's SPI.
+    pub spi_r: IkeSpi,
+    /// IKE algorithms, once chosen.
+    pub algorithms: Option<IkeAlgorithms>,
+    /// When it was established.
+    pub established_at: Option<Instant>,
+    /// A NAT was detected (or claimed): IKE and ESP use port 4500.
+    pub nat: bool,
+    /// The child SA (inbound SPI, outbound SPI, algorithms), if any.
+    pub child: Option<(u32, u32, EspAlgorithms)>,
+    /// Our address and the peer's.
+    pub local: SocketAddr,
+    /// The peer's address.
+    pub remote: SocketAddr,
+}
+
+/// What an outstanding request was for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RequestKind {
+    Init,
+    Auth,
+    Liveness,
+    DeleteIke,
+}
+
+/// Our one request in flight (window size 1).
+#[derive(Debug)]
+struct Request {
+    kind: RequestKind,
+    message_id: u32,
+    data: Vec<u8>,
+    first_sent: Instant,
+    next_send: Instant,
+    retries: u32,
+}
+
+/// State of the initial exchanges, kept until IKE_AUTH completes.
+struct Setup {
+    ke: Option<super::crypto::KeyExchange>,
+    ni: Vec<u8>,
+    nr: Vec<u8>,
+    /// IKE_SA_INIT request and response as they went on the wire (AUTH signs them).
+    init_request: Vec<u8>,
+    init_response: Vec<u8>,
+    cookie: Option<Vec<u8>>,
+    /// Our inbound SPI for the first child.
+    child_spi_in: u32,
+}
+
+/// The keys and ciphers of an IKE SA.
+struct Keys {
+    ike: IkeKeys,
+    sk_in: SkCipher,
+    sk_out: SkCipher,
+}
+
+/// One IKE SA. See the module documentation.
+pub struct IkeSa {
+    cfg: SaConfig,
+    role: Role,
+    phase: Phase,
+    spi_i: IkeSpi,
+    spi_r: IkeSpi,
+    local: SocketAddr,
+    remote: SocketAddr,
+    nat: bool,
+    setup: Option<Setup>,
+    keys: Option<Keys>,
+    algorithms: Option<IkeAlgorithms>,
+    child: Option<(u32, u32, EspAlgorithms)>,
+    established_at: Option<Instant>,
+    /// Our next request's message ID.
+    next_message_id: u32,
+    request: Option<Request>,
+    /// Requests waiting for the one in flight.
+    queued: VecDeque<RequestKind>,
+    /// The peer's next expected request ID, and our response to the
+    /// previous one, resent verbatim if it is retransmitted.
+    peer_message_id: u32,
+    last_response: Option<(u32, Vec<u8>)>,
+    /// When we last heard anything authentic from the peer.
+    last_heard: Instant,
+    outputs: VecDeque<Output>,
+}
+
+impl fmt::Debug for IkeSa {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IkeSa")
+            .field("role", &self.role)
+            .field("phase", &self.phase)
+            .field("spi_i", &self.spi_i)
+            .field("spi_r", &self.spi_r)
+            .field("remote", &self.remote)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Errors that end processing of one message; mapped to "drop" or to an
+/// SA-ending reason by the caller.
+#[derive(Debug)]
+enum Drop {
+    /// Silently discard (bad ICV, unexpected message ID, garbage).
+    Silently,
+    /// End the SA for this reason.
+    Close(CloseReason),
+}
+
+impl IkeSa {
+    /// Starts an IKE SA as initiator: queues the IKE_SA_INIT request.
+    pub fn initiate(
+        cfg: SaConfig,
+        local: SocketAddr,
+        remote: SocketAddr,
+        now: Instant,
+        rng: &mut dyn Random,
+    ) -> IkeSa {
+        let mut sa = IkeSa::new(
+            cfg,
+            Role::Initiator,
+            random_spi(rng),
+            IkeSpi::ZERO,
+            local,
+            remote,
+            now,
+        );
+        sa.phase = Phase::InitSent;
+        exchange::send_init_request(&mut sa, now, rng, None);
+        sa
+    }
+
+    /// Answers an IKE_SA_INIT request that arrived from `remote` on
+    /// `local`. The returned SA is already [`Phase::Closed`] when the
+    /// request was refused (its error response is in the outputs).
+    pub fn respond(
+        cfg: SaConfig,
+        local: SocketAddr,
+        remote: SocketAddr,
+        datagram: &[u8],
+        now: Instant,
+        rng: &mut dyn Random,
+    ) -> IkeSa {
+        let spi_i = Header::peek(datagram)
+            .map(|(h, _)| h.spi_i)
+            .unwrap_or(IkeSpi::ZERO);
+        let mut sa = IkeSa::new(
+            cfg,
+            Role::Responder,
+            spi_i,
+            random_spi(rng),
+            local,
+            remote,
+            now,
+        );
+        sa.phase = Phase::InitReplied;
+        match exchange::handle_init_request(&mut sa, datagram, now, rng) {
+            Ok(()) => {}
+            Err(Drop::Silently) => sa.phase = Phase::Closed,
+            Err(Drop::Close(reason)) => sa.close_with(reason),
+        }
+        sa
+    }
+
+    fn new(
+        cfg: SaConfig,
+        role: Role,
+        spi_i: IkeSpi,
+        spi_r: IkeSpi,
+        local: SocketAddr,
+        remote: SocketAddr,
+        now: Instant,
+    ) -> IkeSa {
+        IkeSa {
+            cfg,
+            role,
+            phase: Phase::Closed,
+            spi_i,
+            spi_r,
+            local,
+            remote,
+            nat: false,
+            setup: None,
+            keys: None,
+            algorithms: None,
+            child: None,
+            established_at: None,
+            next_message_id: 0,
+            request: None,
+            queued: VecDeque::new(),
+            peer_message_id: 0,
+            last_response: None,
+            last_heard: now,
+            outputs: VecDeque::new(),
+        }
+    }
+
+    /// Our SPI: the one the peer puts in our slot of the header.
+    pub fn local_spi(&self) -> IkeSpi {
+        match self.role {
+            Role::Initiator => self.spi_i,
+            Role::Responder => self.spi_r,
+        }
+    }
+
+    /// The current phase.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// Whether the SA is gone (drain the outputs, then drop it).
+    pub fn is_closed(&self) -> bool {
+        self.phase == Phase::Closed
+    }
+
+    /// Whether a DELETE of this SA is under way.
+    pub fn is_closing(&self) -> bool {
+        self.request.as_ref().is_some_and(|r| r.kind == RequestKind::DeleteIke)
+            || self.queued.contains(&RequestKind::DeleteIke)
+    }
+
+    /// A snapshot for operators.
+    pub fn status(&self) -> Status {
+        Status {
+            role: self.role,
+            phase: self.phase,
+            spi_i: self.spi_i,
+            spi_r: self.spi_r,
+            algorithms: self.algorithms,
+            established_at: self.established_at,
+            nat: self.nat,
+            child: self.child,
+            local: self.local,
+            remote: self.remote,
+        }
+    }
+
+    /// The next output, if any.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) must be called next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.phase == Phase::Closed {
+            return None;
+        }
+        if let Some(req) = &self.request {
+            return Some(
+                req.next_send
+                    .min(req.first_sent + self.give_up_after(req.kind)),
+            );
+        }
+        if self.phase == Phase::Established {
+            return Some(self.last_heard + self.cfg.dpd_interval);
+        }
+        None
+    }
+
+    /// The datapath saw authentic ESP from the peer: proof of liveness
+    /// that saves a DPD exchange (RFC 7296 §2.4).
+    pub fn note_inbound_traffic(&mut self, now: Instant) {
+        if now > self.last_heard {
+            self.last_heard = now;
+        }
+    }
+
+    /// Time passed: retransmit, give up, or check liveness.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.phase == Phase::Closed {
+            return;
+        }
+        if let Some(req) = &mut self.request {
+            let give_up = req.first_sent + give_up_after(&self.cfg, req.kind);
+            if now >= give_up || (now >= req.next_send && req.retries >= self.cfg.retransmit_tries)
+            {
+                let reason = match req.kind {
+                    RequestKind::Init | RequestKind::Auth => CloseReason::Timeout,
+                    RequestKind::Liveness => CloseReason::DeadPeer,
+                    RequestKind::DeleteIke => CloseReason::DeletedLocally,
+                };
+                self.request = None;
+                self.close_with(reason);
+                return;
+            }
+            if now >= req.next_send {
+                req.retries += 1;
+                let backoff = self
+                    .cfg
+                    .retransmit_timeout
+                    .saturating_mul(1 << req.retries.min(16));
+                req.next_send = now + backoff;
+                let data = req.data.clone();
+                self.transmit(data);
+            }
+            return;
+        }
+        if self.phase == Phase::Established && now >= self.last_heard + self.cfg.dpd_interval {
+            self.queue_request(RequestKind::Liveness, now);
+        }
+    }
+
+    /// Deletes the IKE SA (and its child): sends DELETE, then closes when
+    /// it is answered or times out.
+    pub fn close(&mut self, now: Instant) {
+        match self.phase {
+            Phase::Established => {
+                self.queued.clear();
+                self.queue_request(RequestKind::DeleteIke, now);
+            }
+            Phase::InitSent | Phase::AuthSent | Phase::InitReplied => {
+                self.close_with(CloseReason::DeletedLocally)
+            }
+            Phase::Closed => {}
+        }
+    }
+
+    /// Processes a datagram from `remote` (already matched to this SA by
+    /// its SPIs; without the non-ESP marker).
+    pub fn handle(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        datagram: &[u8],
+        rng: &mut dyn Random,
+    ) {
+        if self.phase == Phase::Closed {
+            return;
+        }
+        let Ok((header, _)) = Header::peek(datagram) else {
+            return;
+        };
+        // SPIr is learned from the IKE_SA_INIT response, and is still zero
+        // in a retransmitted IKE_SA_INIT request.
+        let spi_r_ok = header.spi_r == self.spi_r
+            || self.phase == Phase::InitSent
+            || (self.role == Role::Responder
+                && header.spi_r.is_zero()
+                && header.exchange_type == ExchangeType::IKE_SA_INIT);
+        if header.spi_i != self.spi_i || !spi_r_ok {
+            return;
+        }
+        let result = if header.flags.response() {
+            self.handle_response(now, remote, &header, datagram, rng)
+        } else {
+            self.handle_request(now, remote, &header, datagram, rng)
+        };
+        match result {
+            Ok(()) => {}
+            Err(Drop::Silently) => {}
+            Err(Drop::Close(reason)) => self.close_with(reason),
+        }
+    }
+
+    fn handle_response(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        header: &Header,
+        datagram: &[u8],
+        rng: &mut dyn Random,
+    ) -> Result<(), Drop> {
+        let Some(req) = &self.request else {
+            return Err(Drop::Silently);
+        };
+        // A response must come from the peer, for our request in flight.
+        let from_peer = match self.role {
+            Role::Initiator => !header.flags.initiator(),
+            Role::Responder => header.flags.initiator(),
+        };
+        if !from_peer || header.message_id != req.message_id {
+            return Err(Drop::Silently);
+        }
+        let kind = req.kind;
+        match kind {
+            RequestKind::Init => exchange::handle_init_response(self, header, datagram, now, rng),
+            RequestKind::Auth | RequestKind::Liveness | RequestKind::DeleteIke => {
+                let payloads = self.decrypt(datagram)?;
+                self.heard(now, remote);
+                self.request = None;
+                match kind {
+                    RequestKind::Auth => exchange::handle_auth_response(self, &payloads, now),
+                    RequestKind::Liveness => Ok(()),
+                    RequestKind::DeleteIke => Err(Drop::Close(CloseReason::DeletedLocally)),
+                    RequestKind::Init => Err(Drop::Silently),
+                }?;
+                self.send_queued(now);
+                Ok(())
+            }
+        }
+    }
+
+    fn handle_request(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        header: &Header,
+        datagram: &[u8],
+        rng: &mut dyn Random,
+    ) -> Result<(), Drop> {
+        let from_peer = match self.role {
+            Role::Initiator => !header.flags.initiator(),
+            Role::Responder => header.flags.initiator(),
+        };
+        if !from_peer {
+            return Err(Drop::Silently);
+        }
+        // A retransmission of the request we answered last: resend the
+        // answer byte for byte (§2.1), without processing it again.
+        if let Some((id, response)) = &self.last_response {
+            if header.message_id == *id {
+                if header.exchange_type == ExchangeType::IKE_SA_INIT {
+                    // Answer on the port the retransmission came to (500).
+                    let mut local = self.local;
+                    local.set_port(IKE_PORT);
+                    let data = response.clone();
+                    self.outputs.push_back(Output::Transmit(Transmit {
+                        local,
+                        remote,
+                        data,
+                    }));
+                } else if self.decrypt(datagram).is_ok() {
+                    let response = response.clone();
+                    self.transmit(response);
+                }
+                return Ok(());
+            }
+        }
+        if header.message_id != self.peer_message_id {
+            return Err(Drop::Silently);
+        }
+        if header.exchange_type == ExchangeType::IKE_SA_INIT {
+            return Err(Drop::Silently);
+        }
+        let payloads = self.decrypt(datagram)?;
+        self.heard(now, remote);
+        match (self.phase, header.exchange_type) {
+            (Phase::InitReplied, ExchangeType::IKE_AUTH) => {
+                exchange::handle_auth_request(self, header, &payloads, now, rng)
+            }
+            (Phase::Established, ExchangeType::INFORMATIONAL) => {
+                exchange::handle_informational(self, header, &payloads, rng)
+            }
+            (Phase::Established, ExchangeType::CREATE_CHILD_SA) => {
+                exchange::refuse_create_child(self, header, rng)
+            }
+            _ => Err(Drop::Silently),
+        }
+    }
+
+    /// Records that an authentic message arrived from `remote`; behind a
+    /// NAT the peer's address may change, and we follow it (§2.23).
+    fn heard(&mut self, now: Instant, remote: SocketAddr) {
+        self.last_heard = now;
+        if self.nat && remote != self.remote {
+            self.remote = remote;
+        }
+    }
+
+    /// Queues a request of ours, sending it at once if none is in flight.
+    fn queue_request(&mut self, kind: RequestKind, now: Instant) {
+        if self.request.is_some() {
+            if !self.queued.contains(&kind) {
+                self.queued.push_back(kind);
+            }
+            return;
+        }
+        let payloads = match kind {
+            RequestKind::Liveness => Vec::new(),
+            RequestKind::DeleteIke => vec![Payload::Delete(super::wire::Delete::ike())],
+            RequestKind::Init | RequestKind::Auth => return,
+        };
+        self.send_encrypted_request(kind, ExchangeType::INFORMATIONAL, payloads, now);
+    }
+
+    fn send_queued(&mut self, now: Instant) {
+        if let Some(kind) = self.queued.pop_front() {
+            self.queue_request(kind, now);
+        }
+    }
+
+    /// Encrypts and sends a request, keeping it for retransmission.
+    fn send_encrypted_request(
+        &mut self,
+        kind: RequestKind,
+        exchange: ExchangeType,
+        payloads: Vec<Payload>,
+        now: Instant,
+    ) {
+        let message_id = self.next_message_id;
+        let flags = self.flags(false);
+        match self.encrypt(exchange, flags, message_id, &payloads) {
+            Ok(data) => {
+                self.next_message_id = self.next_message_id.wrapping_add(1);
+                self.start_request(kind, message_id, data, now);
+            }
+            Err(reason) => self.close_with(reason),
+        }
+    }
+
+    /// Sends `data` as request `message_id` and arms its retransmission.
+    fn start_request(&mut self, kind: RequestKind, message_id: u32, data: Vec<u8>, now: Instant) {
+        self.transmit(data.clone());
+        self.request = Some(Request {
+            kind,
+            message_id,
+            data,
+            first_sent: now,
+            next_send: now + self.cfg.retransmit_timeout,
+            retries: 0,
+        });
+    }
+
+    /// Sends a response to the peer's request `message_id` and caches it.
+    fn respond_with(&mut self, message_id: u32, data: Vec<u8>) {
+        self.transmit(data.clone());
+        self.last_response = Some((message_id, data));
+        self.peer_message_id = message_id.wrapping_add(1);
+    }
+
+    /// Encrypts and sends a response.
+    fn respond_encrypted(
+        &mut self,
+        exchange: ExchangeType,
+        message_id: u32,
+        payloads: &[Payload],
+    ) -> Result<(), Drop> {
+        let flags = self.flags(true);
+        let data = self
+            .encrypt(exchange, flags, message_id, payloads)
+            .map_err(Drop::Close)?;
+        self.respond_with(message_id, data);
+        Ok(())
+    }
+
+    fn flags(&self, response: bool) -> Flags {
+        let mut bits = 0;
+        if self.role == Role::Initiator {
+            bits |= Flags::INITIATOR.0;
+        }
+        if response {
+            bits |= Flags::RESPONSE.0;
+        }
+        Flags(bits)
+    }
+
+    fn header(&self, exchange: ExchangeType, flags: Flags, message_id: u32) -> Header {
+        Header {
+            spi_i: self.spi_i,
+            spi_r: self.spi_r,
+            exchange_type: exchange,
+            flags,
+            message_id,
+        }
+    }
+
+    /// Builds a message whose only payload is SK around `payloads`. The IV
+    /// is derived from the message ID and direction: unique per SK key.
+    fn encrypt(
+        &self,
+        exchange: ExchangeType,
+        flags: Flags,
+        message_id: u32,
+        payloads: &[Payload],
+    ) -> Result<Vec<u8>, CloseReason> {
+        let keys = self
+            .keys
+            .as_ref()
+            .ok_or_else(|| CloseReason::Protocol("no keys yet".into()))?;
+        let (first, inner) = super::wire::encode_payloads(payloads)
+            .map_err(|e| CloseReason::Protocol(format!("cannot encode: {e}")))?;
+        let header = self.header(exchange, flags, message_id);
+        let body_len = keys.sk_out.body_len(inner.len());
+        let prefix = Encrypted::prefix(&header, first, body_len)
+            .map_err(|e| CloseReason::Protocol(format!("cannot encode: {e}")))?;
+        let iv = message_iv(keys.sk_out.iv_len(), message_id, flags);
+        let body = keys
+            .sk_out
+            .protect(&prefix, &iv, &inner)
+            .map_err(|e| CloseReason::Protocol(format!("cannot encrypt: {e}")))?;
+        Ok(super::wire::assemble(prefix, &body))
+    }
+
+    /// Decrypts a message whose last payload is SK; any failure drops it
+    /// silently (§2.21.2: an invalid ICV is not answered).
+    fn decrypt(&self, datagram: &[u8]) -> Result<Vec<Payload>, Drop> {
+        let keys = self.keys.as_ref().ok_or(Drop::Silently)?;
+        let message = Message::decode(datagram).map_err(|_| Drop::Silently)?;
+        let Some(Payload::Encrypted(sk)) = message.payloads.last() else {
+            return Err(Drop::Silently);
+        };
+        let prefix = sk.authenticated_prefix(datagram).ok_or(Drop::Silently)?;
+        let inner = keys
+            .sk_in
+            .unprotect(prefix, &sk.body)
+            .map_err(|_| Drop::Silently)?;
+        decode_payloads(sk.next_payload, &inner).map_err(|_| Drop::Silently)
+    }
+
+    fn transmit(&mut self, data: Vec<u8>) {
+        self.outputs.push_back(Output::Transmit(Transmit {
+            local: self.local,
+            remote: self.remote,
+            data,
+        }));
+    }
+
+    fn event(&mut self, event: Event) {
+        self.outputs.push_back(Output::Event(event));
+    }
+
+    /// Ends the SA: reports the child's removal and the reason.
+    fn close_with(&mut self, reason: CloseReason) {
+        if self.phase == Phase::Closed {
+            return;
+        }
+        if let Some((spi_in, spi_out, _)) = self.child.take() {
+            self.event(Event::ChildDeleted { spi_in, spi_out });
+        }
+        self.phase = Phase::Closed;
+        self.request = None;
+        self.queued.clear();
+        self.setup = None;
+        self.event(Event::Closed(reason));
+    }
+
+    fn give_up_after(&self, kind: RequestKind) -> Duration {
+        give_up_after(&self.cfg, kind)
+    }
+
+    /// Switches IKE to port 4500 on both ends (after NAT detection).
+    fn float_to_natt(&mut self) {
+        self.nat = true;
+        self.local.set_port(NATT_PORT);
+        if self.remote.port() == IKE_PORT {
+            self.remote.set_port(NATT_PORT);
+        }
+    }
+
+    /// The child SA's keys, oriented for us.
+    fn child_sa(
+        &self,
+        keys: ChildKeys,
+        spi_in: u32,
+        spi_out: u32,
+        algorithms: EspAlgorithms,
+        ts_local: Vec<TrafficSelector>,
+        ts_remote: Vec<TrafficSelector>,
+    ) -> ChildSa {
+        let ChildKeys {
+            encr,
+            integ,
+            encr_i,
+            integ_i,
+            encr_r,
+            integ_r,
+        } = keys;
+        let i = SaKeys {
+            encr,
+            integ,
+            encr_key: encr_i,
+            integ_key: integ_i,
+        };
+        let r = SaKeys {
+            encr,
+            integ,
+            encr_key: encr_r,
+            integ_key: integ_r,
+        };
+        let (keys_in, keys_out) = match self.role {
+            Role::Initiator => (r, i),
+            Role::Responder => (i, r),
+        };
+        ChildSa {
+            spi_in,
+            spi_out,
+            algorithms,
+            keys_in,
+            keys_out,
+            ts_local,
+            ts_remote,
+            udp_encap: self.nat,
+        }
+    }
+}
+
+/// How long a request may go unanswered: setup requests as long as the
+/// retransmissions take, liveness checks the DPD timeout.
+fn give_up_after(cfg: &SaConfig, kind: RequestKind) -> Duration {
+    match kind {
+        RequestKind::Liveness | RequestKind::DeleteIke => cfg.dpd_timeout,
+        RequestKind::Init | RequestKind::Auth => {
+            let mut total = Duration::ZERO;
+            for i in 0..=cfg.retransmit_tries {
+                total += cfg.retransmit_timeout.saturating_mul(1 << i.min(16));
+            }
+            total
+        }
+    }
+}
+
+/// A deterministic, unique IV per (key, message): the message ID and the
+/// response bit. For AES-CBC the IV must also be unpredictable to an
+/// attacker who chooses plaintext, which IKE's attacker cannot (the
+/// plaintext is ours and fixed by the protocol); RFC 7296 §3.14 requires
+/// unpredictability only against such chosen-plaintext attacks.
+fn message_iv(len: usize, message_id: u32, flags: Flags) -> Vec<u8> {
+    let mut iv = vec![0u8; len];
+    let tail = message_id.to_be_bytes();
+    let n = iv.len();
+    if n >= 5 {
+        iv[n - 4..].copy_from_slice(&tail);
+        iv[n - 5] = u8::from(flags.response());
+    }
+    iv
+}
+
+fn random_spi(rng: &mut dyn Random) -> IkeSpi {
+    loop {
+        let mut spi = [0u8; 8];
+        rng.fill(&mut spi);
+        if spi != [0; 8] {
+            return IkeSpi(spi);
+        }
+    }
+}
+
+/// A child SPI: random, never 0..=255 (reserved, RFC 4303 §2.1).
+fn random_child_spi(rng: &mut dyn Random) -> u32 {
+    loop {
+        let mut b = [0u8; 4];
+        rng.fill(&mut b);
+        let spi = u32::from_be_bytes(b);
+        if spi > 255 {
+            return spi;
+        }
+    }
+}
+
+/// Our identity as a string for messages.
+fn describe_id(id: &Identification) -> String {
+    use super::wire::IdType;
+    match id.id_type {
+        IdType::ID_IPV4_ADDR if id.data.len() == 4 => {
+            let mut o = [0u8; 4];
+            o.copy_from_slice(&id.data);
+            IpAddr::from(o).to_string()
+        }
+        IdType::ID_IPV6_ADDR if id.data.len() == 16 => {
+            let mut o = [0u8; 16];
+            o.copy_from_slice(&id.data);
+            IpAddr::from(o).to_string()
+        }
+        IdType::ID_FQDN | IdType::ID_RFC822_ADDR => String::from_utf8_lossy(&id.data).into_owned(),
+        other => format!(
+            "{other:?}:{}",
+            id.data
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests;
