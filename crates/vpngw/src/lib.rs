@@ -8,3 +8,4 @@
 //! signals, the config and the control socket.
 
 pub mod config;
+pub mod daemon;

@@ -28,7 +28,9 @@ pub fn classify(datagram: &[u8]) -> Natt<'_> {
         [0xff] => Natt::Keepalive,
         [0, 0, 0, 0, ike @ ..] if !ike.is_empty() => Natt::Ike(ike),
         // An ESP header and at least some payload: SPI, sequence, more.
-        [a, b, c, d, _, _, _, _, _, ..] if [*a, *b, *c, *d] != NON_ESP_MARKER => Natt::Esp(datagram),
+        [a, b, c, d, _, _, _, _, _, ..] if [*a, *b, *c, *d] != NON_ESP_MARKER => {
+            Natt::Esp(datagram)
+        }
         _ => Natt::Malformed,
     }
 }
@@ -43,7 +45,13 @@ mod tests {
         assert_eq!(classify(&[0, 0, 0, 0, 1, 2]), Natt::Ike(&[1, 2]));
         let esp = [0, 0, 1, 0, 0, 0, 0, 1, 9, 9];
         assert_eq!(classify(&esp), Natt::Esp(&esp));
-        for bad in [&[][..], &[0, 0, 0, 0], &[1, 2, 3], &[0xfe], &[1, 0, 0, 0, 0, 0, 0, 1]] {
+        for bad in [
+            &[][..],
+            &[0, 0, 0, 0],
+            &[1, 2, 3],
+            &[0xfe],
+            &[1, 0, 0, 0, 0, 0, 0, 1],
+        ] {
             assert_eq!(classify(bad), Natt::Malformed, "{bad:?}");
         }
     }

@@ -90,7 +90,12 @@ impl Default for Endpoint {
 impl Endpoint {
     /// An endpoint without connections.
     pub fn new() -> Endpoint {
-        Endpoint { conns: Vec::new(), sas: HashMap::new(), outputs: VecDeque::new(), counters: Counters::default() }
+        Endpoint {
+            conns: Vec::new(),
+            sas: HashMap::new(),
+            outputs: VecDeque::new(),
+            counters: Counters::default(),
+        }
     }
 
     /// Adds a connection between `local` and `remote` (IKE port 500 on
@@ -134,7 +139,10 @@ impl Endpoint {
             .iter()
             .enumerate()
             .map(|(i, c)| {
-                let status = c.current.and_then(|spi| self.sas.get(&spi)).map(|(_, sa)| sa.status());
+                let status = c
+                    .current
+                    .and_then(|spi| self.sas.get(&spi))
+                    .map(|(_, sa)| sa.status());
                 (ConnId(i), c.name.as_str(), status)
             })
             .collect()
@@ -195,14 +203,25 @@ impl Endpoint {
 
     /// An IKE datagram (without the non-ESP marker) arrived from `remote`
     /// on `local`.
-    pub fn handle(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, datagram: &[u8], rng: &mut dyn Random) {
+    pub fn handle(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        datagram: &[u8],
+        rng: &mut dyn Random,
+    ) {
         let Ok((header, _)) = Header::peek(datagram) else {
             self.counters.malformed += 1;
             return;
         };
         // The I flag says the sender is the original initiator: then we
         // are the responder and our SPI is SPIr.
-        let ours = if header.flags.initiator() { header.spi_r } else { header.spi_i };
+        let ours = if header.flags.initiator() {
+            header.spi_r
+        } else {
+            header.spi_i
+        };
         if let Some((_, sa)) = self.sas.get_mut(&ours) {
             self.counters.accepted += 1;
             sa.handle(now, remote, datagram, rng);
@@ -230,7 +249,9 @@ impl Endpoint {
         // A retransmitted IKE_SA_INIT goes to the half-open SA it created.
         let existing = self.sas.iter_mut().find(|(_, (_, sa))| {
             let s = sa.status();
-            s.spi_i == header.spi_i && s.remote.ip() == remote.ip() && s.phase == super::sa::Phase::InitReplied
+            s.spi_i == header.spi_i
+                && s.remote.ip() == remote.ip()
+                && s.phase == super::sa::Phase::InitReplied
         });
         if let Some((_, (_, sa))) = existing {
             self.counters.accepted += 1;
@@ -271,7 +292,9 @@ impl Endpoint {
         }
         for (spi, conn) in closed {
             self.sas.remove(&spi);
-            let Some(c) = self.conns.get_mut(conn.0) else { continue };
+            let Some(c) = self.conns.get_mut(conn.0) else {
+                continue;
+            };
             if c.current == Some(spi) {
                 c.current = None;
                 if c.initiate {
@@ -282,11 +305,18 @@ impl Endpoint {
         }
         // An established SA supersedes older ones of its connection (the
         // peer re-established, e.g. after a restart): close those.
-        let current: Vec<(ConnId, IkeSpi)> =
-            self.conns.iter().enumerate().filter_map(|(i, c)| c.current.map(|s| (ConnId(i), s))).collect();
+        let current: Vec<(ConnId, IkeSpi)> = self
+            .conns
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| c.current.map(|s| (ConnId(i), s)))
+            .collect();
         let mut superseded = false;
         for (conn, spi) in current {
-            let up = self.sas.get(&spi).is_some_and(|(_, sa)| sa.phase() == super::sa::Phase::Established);
+            let up = self
+                .sas
+                .get(&spi)
+                .is_some_and(|(_, sa)| sa.phase() == super::sa::Phase::Established);
             if !up {
                 continue;
             }

@@ -497,7 +497,9 @@ impl IkeSa {
 
     /// Whether a DELETE of this SA is under way.
     pub fn is_closing(&self) -> bool {
-        self.request.as_ref().is_some_and(|r| r.kind == RequestKind::DeleteIke)
+        self.request
+            .as_ref()
+            .is_some_and(|r| r.kind == RequestKind::DeleteIke)
             || self.queued.contains(&RequestKind::DeleteIke)
     }
 

@@ -1,1 +1,0 @@
-//! BGP wire format: OPEN (with capabilities), UPDATE (with path attributes), KEEPALIVE, NOTIFICATION, ROUTE-REFRESH.

@@ -1,0 +1,361 @@
+//! vpngw's IKEv2 against strongSwan (charon with kernel-libipsec), both
+//! directions, for the suites the issue names, and the failures a user
+//! meets first: a wrong PSK, no common proposal, garbage on the ports.
+//!
+//! ```text
+//!   [gw] vpngw  192.0.2.1/24 ---- veth ---- 192.0.2.2/24  charon [peer]
+//!            UDP 500 -> 4500 (NAT-T forced: ESP always in UDP)
+//! ```
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is how a test fails
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use vpngw_netns_tests::netns::unique_id;
+use vpngw_netns_tests::strongswan::{Charon, ConnConfig};
+use vpngw_netns_tests::{veth, wait_until, Netns, Proc, WorkDir};
+
+const OURS: &str = "192.0.2.1";
+const THEIRS: &str = "192.0.2.2";
+const PSK: &str = "interop-test-psk-0123456789";
+const SETUP: Duration = Duration::from_secs(20);
+
+/// One vpngw and one charon on a shared link. Field order is drop order.
+struct Interop {
+    vpngw: Option<Proc>,
+    charon: Option<Charon>,
+    gw: Netns,
+    peer: Netns,
+    dir: WorkDir,
+}
+
+fn vpngw_config(
+    dir: &WorkDir,
+    ike: &str,
+    esp: &str,
+    initiate: bool,
+    psk: &str,
+) -> std::path::PathBuf {
+    let psk_path = dir.write("vpngw.psk", psk);
+    std::fs::set_permissions(&psk_path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    dir.write(
+        "vpngw.toml",
+        &format!(
+            r#"[gateway]
+local_prefixes = ["10.1.0.0/24"]
+
+[[connection]]
+name = "peer"
+local_address = "{OURS}"
+remote_address = "{THEIRS}"
+psk_file = "{psk}"
+initiate = {initiate}
+ike_proposals = ["{ike}"]
+esp_proposals = ["{esp}"]
+static_routes = ["10.2.0.0/24"]
+"#,
+            psk = psk_path.display()
+        ),
+    )
+}
+
+impl Interop {
+    fn new() -> Interop {
+        let id = unique_id();
+        let dir = WorkDir::new(&id);
+        let gw = Netns::new(&id, "gw");
+        let peer = Netns::new(&id, "peer");
+        veth(&gw, "eth0", &peer, "eth0");
+        gw.ip(&format!("addr add {OURS}/24 dev eth0"));
+        peer.ip(&format!("addr add {THEIRS}/24 dev eth0"));
+        Interop {
+            vpngw: None,
+            charon: None,
+            gw,
+            peer,
+            dir,
+        }
+    }
+
+    fn start_vpngw(&mut self, ike: &str, esp: &str, initiate: bool, psk: &str) {
+        let conf = vpngw_config(&self.dir, ike, esp, initiate, psk);
+        let conf = conf.to_str().unwrap().to_string();
+        self.vpngw = Some(Proc::spawn(
+            &self.gw,
+            "vpngw",
+            &[env!("CARGO_BIN_EXE_vpngw"), "run", "--config", &conf],
+            &[("RUST_LOG", "info")],
+            &self.dir.join("vpngw.log"),
+        ));
+        wait_until("vpngw to listen", SETUP, || {
+            let log = self.vpngw_log();
+            if log.contains("IKE listening") {
+                Ok(())
+            } else {
+                Err(log)
+            }
+        });
+    }
+
+    fn start_charon(&mut self, ike: &str, esp: &str, initiator: bool, psk: &str) {
+        self.charon = Some(Charon::start(
+            &self.peer,
+            &self.dir,
+            "peer",
+            &ConnConfig {
+                local: THEIRS.into(),
+                remote: OURS.into(),
+                psk: psk.into(),
+                ike_proposals: ike.into(),
+                esp_proposals: esp.into(),
+                initiator,
+            },
+        ));
+    }
+
+    fn charon(&self) -> &Charon {
+        self.charon.as_ref().unwrap()
+    }
+
+    fn vpngw_log(&self) -> String {
+        self.vpngw.as_ref().map(Proc::log).unwrap_or_default()
+    }
+
+    /// Waits for `needle` in vpngw's log.
+    fn wait_log(&self, what: &str, needle: &str) -> String {
+        wait_until(what, SETUP, || {
+            let log = self.vpngw_log();
+            if log.contains(needle) {
+                Ok(log)
+            } else {
+                Err(log)
+            }
+        })
+    }
+}
+
+/// Brings up an SA with vpngw initiating or responding, and checks what
+/// strongSwan reports.
+fn establishes(ike: &str, esp: &str, vpngw_initiates: bool, ike_algs: &str, esp_algs: &str) {
+    let mut lab = Interop::new();
+    // The responder is loaded first (REFERENCES.md: simultaneous loads can race).
+    if vpngw_initiates {
+        lab.start_charon(ike, esp, false, PSK);
+        lab.start_vpngw(ike, esp, true, PSK);
+    } else {
+        lab.start_vpngw(ike, esp, false, PSK);
+        lab.start_charon(ike, esp, true, PSK);
+    }
+    let sas = wait_until("strongSwan to report the SAs up", SETUP, || {
+        lab.charon().established()
+    });
+    println!(
+        "strongSwan swanctl --list-sas ({ike} / {esp}, vpngw initiates: {vpngw_initiates}):\n{sas}"
+    );
+    assert!(
+        sas.contains(ike_algs),
+        "IKE algorithms {ike_algs} not in:\n{sas}"
+    );
+    assert!(
+        sas.contains(esp_algs),
+        "ESP algorithms {esp_algs} not in:\n{sas}"
+    );
+    assert!(
+        sas.contains("TUNNEL-in-UDP"),
+        "ESP must be UDP-encapsulated:\n{sas}"
+    );
+    assert!(
+        sas.contains(&format!("{OURS}[4500]")),
+        "IKE must have floated to 4500:\n{sas}"
+    );
+    let log = lab.wait_log("vpngw to install the child SA", "child SA installed");
+    println!("vpngw log:\n{log}");
+    assert!(log.contains("IKE SA established"));
+}
+
+#[test]
+fn aes256gcm_x25519_vpngw_initiates() {
+    establishes(
+        "aes256gcm16-prfsha256-x25519",
+        "aes256gcm16",
+        true,
+        "AES_GCM_16-256/PRF_HMAC_SHA2_256/CURVE_25519",
+        "ESP:AES_GCM_16-256",
+    );
+}
+
+#[test]
+fn aes256gcm_x25519_vpngw_responds() {
+    establishes(
+        "aes256gcm16-prfsha256-x25519",
+        "aes256gcm16",
+        false,
+        "AES_GCM_16-256/PRF_HMAC_SHA2_256/CURVE_25519",
+        "ESP:AES_GCM_16-256",
+    );
+}
+
+#[test]
+fn aes128gcm_ecp256_vpngw_initiates() {
+    establishes(
+        "aes128gcm16-prfsha256-ecp256",
+        "aes128gcm16",
+        true,
+        "AES_GCM_16-128/PRF_HMAC_SHA2_256/ECP_256",
+        "ESP:AES_GCM_16-128",
+    );
+}
+
+#[test]
+fn aes128gcm_ecp256_vpngw_responds() {
+    establishes(
+        "aes128gcm16-prfsha256-ecp256",
+        "aes128gcm16",
+        false,
+        "AES_GCM_16-128/PRF_HMAC_SHA2_256/ECP_256",
+        "ESP:AES_GCM_16-128",
+    );
+}
+
+#[test]
+fn aes256cbc_sha256_modp2048_vpngw_initiates() {
+    establishes(
+        "aes256-sha256-modp2048",
+        "aes256-sha256",
+        true,
+        "AES_CBC-256/HMAC_SHA2_256_128/PRF_HMAC_SHA2_256/MODP_2048",
+        "ESP:AES_CBC-256/HMAC_SHA2_256_128",
+    );
+}
+
+#[test]
+fn aes256cbc_sha256_modp2048_vpngw_responds() {
+    establishes(
+        "aes256-sha256-modp2048",
+        "aes256-sha256",
+        false,
+        "AES_CBC-256/HMAC_SHA2_256_128/PRF_HMAC_SHA2_256/MODP_2048",
+        "ESP:AES_CBC-256/HMAC_SHA2_256_128",
+    );
+}
+
+#[test]
+fn ecp384_with_pfs_child_vpngw_initiates() {
+    establishes(
+        "aes256-sha384-ecp384",
+        "aes256-sha384-ecp384",
+        true,
+        "AES_CBC-256/HMAC_SHA2_384_192/PRF_HMAC_SHA2_384/ECP_384",
+        "ESP:AES_CBC-256/HMAC_SHA2_384_192",
+    );
+}
+
+#[test]
+fn ecp384_with_pfs_child_vpngw_responds() {
+    establishes(
+        "aes256-sha384-ecp384",
+        "aes256-sha384-ecp384",
+        false,
+        "AES_CBC-256/HMAC_SHA2_384_192/PRF_HMAC_SHA2_384/ECP_384",
+        "ESP:AES_CBC-256/HMAC_SHA2_384_192",
+    );
+}
+
+const SUITE: (&str, &str) = ("aes256gcm16-prfsha256-x25519", "aes256gcm16");
+
+#[test]
+fn wrong_psk_is_refused_with_authentication_failed() {
+    // vpngw responds and rejects strongSwan's AUTH.
+    let mut lab = Interop::new();
+    lab.start_vpngw(SUITE.0, SUITE.1, false, PSK);
+    lab.start_charon(SUITE.0, SUITE.1, true, "a-different-psk-0123456789");
+    let log = lab.wait_log("vpngw to refuse the AUTH", "AUTHENTICATION_FAILED");
+    println!("vpngw log:\n{log}");
+    assert!(
+        log.contains("the peer's AUTH does not verify with our PSK"),
+        "{log}"
+    );
+    assert!(!log.contains("child SA installed"));
+    assert!(!lab.charon().list_sas().contains("ESTABLISHED"));
+    wait_until("strongSwan to log the refusal", SETUP, || {
+        let l = lab.charon().log();
+        if l.contains("AUTHENTICATION_FAILED") {
+            Ok(())
+        } else {
+            Err(l)
+        }
+    });
+
+    // vpngw initiates and strongSwan rejects our AUTH.
+    let mut lab = Interop::new();
+    lab.start_charon(SUITE.0, SUITE.1, false, "a-different-psk-0123456789");
+    lab.start_vpngw(SUITE.0, SUITE.1, true, PSK);
+    let log = lab.wait_log("vpngw to be refused", "AUTHENTICATION_FAILED from the peer");
+    assert!(!log.contains("child SA installed"), "{log}");
+    assert!(!lab.charon().list_sas().contains("ESTABLISHED"));
+}
+
+#[test]
+fn no_common_proposal_names_both_offers() {
+    let mut lab = Interop::new();
+    lab.start_vpngw("aes128-sha256-modp2048", "aes128-sha256", false, PSK);
+    lab.start_charon(SUITE.0, SUITE.1, true, PSK);
+    let log = lab.wait_log("vpngw to refuse the proposal", "NO_PROPOSAL_CHOSEN");
+    println!("vpngw log:\n{log}");
+    assert!(
+        log.contains("we offer [aes128-prfsha256-sha256-modp2048]"),
+        "{log}"
+    );
+    assert!(
+        log.contains("the peer offered [aes256gcm16-prfsha256-x25519"),
+        "{log}"
+    );
+    wait_until("strongSwan to see NO_PROPOSAL_CHOSEN", SETUP, || {
+        let l = lab.charon().log();
+        if l.contains("NO_PROPOSAL_CHOSEN") {
+            Ok(())
+        } else {
+            Err(l)
+        }
+    });
+}
+
+#[test]
+fn garbage_on_both_ports_is_dropped_and_the_daemon_keeps_working() {
+    let mut lab = Interop::new();
+    lab.start_vpngw(SUITE.0, SUITE.1, false, PSK);
+    // Random datagrams of every size, IKE-looking headers with bad lengths,
+    // markers with nothing behind them, from the peer's address.
+    let script = format!(
+        r#"
+import os, socket
+for port in (500, 4500):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for n in range(0, 600, 7):
+        s.sendto(os.urandom(n), ("{OURS}", port))
+    hdr = os.urandom(16) + bytes([33, 0x20, 34, 0x08]) + bytes(4) + (9999).to_bytes(4, "big")
+    s.sendto(hdr, ("{OURS}", port))
+    s.sendto(bytes(4) + hdr, ("{OURS}", port))
+    s.sendto(bytes(4), ("{OURS}", port))
+    s.sendto(b"\xff", ("{OURS}", port))
+"#
+    );
+    let out = lab.peer.run("python3", &["-c", &script]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        lab.vpngw.as_mut().unwrap().is_running(),
+        "vpngw died:\n{}",
+        lab.vpngw_log()
+    );
+    // And it still does its job.
+    lab.start_charon(SUITE.0, SUITE.1, true, PSK);
+    wait_until("strongSwan to report the SAs up", SETUP, || {
+        lab.charon().established()
+    });
+    lab.wait_log("vpngw to install the child SA", "child SA installed");
+}
