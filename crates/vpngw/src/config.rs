@@ -118,6 +118,7 @@ struct RawConnection {
     dpd_timeout: Option<u64>,
     tun_name: Option<String>,
     mtu: Option<u16>,
+    mss_clamp: Option<u16>,
     tunnel_address: Option<IpAddr>,
     tunnel_peer: Option<IpAddr>,
     bgp: Option<RawBgp>,
@@ -265,6 +266,9 @@ pub struct Connection {
     pub tun_name: String,
     /// TUN MTU.
     pub mtu: u16,
+    /// Clamp the MSS of TCP SYNs through the tunnel to this (0: off;
+    /// default: the MTU minus 40, the IPv4 and TCP headers).
+    pub mss_clamp: u16,
     /// Our address on the tunnel interface (a /32 or /128).
     pub tunnel_address: Option<IpAddr>,
     /// The peer's address on the tunnel.
@@ -539,6 +543,13 @@ fn connection(
     if !(576..=9000).contains(&mtu) {
         return Err(cx.invalid(k("mtu"), "expected 576..=9000 (default 1400)"));
     }
+    let mss_clamp = rc.mss_clamp.unwrap_or(mtu - 40);
+    if mss_clamp != 0 && !(536..=mtu - 40).contains(&mss_clamp) {
+        return Err(cx.invalid(
+            k("mss_clamp"),
+            format!("expected 0 (off) or 536..={} (the MTU minus 40)", mtu - 40),
+        ));
+    }
     if rc.tunnel_address.is_some() != rc.tunnel_peer.is_some() {
         return Err(cx.invalid(
             k("tunnel_peer"),
@@ -593,6 +604,7 @@ fn connection(
         dpd_timeout,
         tun_name,
         mtu,
+        mss_clamp,
         tunnel_address: rc.tunnel_address,
         tunnel_peer: rc.tunnel_peer,
         routing,

@@ -1,22 +1,34 @@
 //! The daemon: builds the drivers from the configuration and passes their
 //! events between them.
 //!
-//! Today it runs the IKE endpoint: every configured connection's IKE SA
-//! and child SA are negotiated, kept alive (DPD) and restarted, and each
-//! change is logged. The ESP datapath, BGP and kernel routes join as their
-//! issues land.
+//! What runs:
+//! - the IKE endpoint: every connection's IKE SA and child SA are
+//!   negotiated, kept alive (DPD) and restarted;
+//! - one TUN device per connection and the ESP datapath between them and
+//!   UDP 4500: a child SA installed brings the TUN link up and starts
+//!   carrying packets, its deletion takes the link down;
+//! - the route programmer: static-mode connections' prefixes are routed
+//!   through their tunnel while it is up and withdrawn the moment it goes
+//!   down.
+//!
+//! BGP joins as its issue lands.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
-use vpngw_tunnel::driver::ike::{self as ike_driver, IkeSockets};
-use vpngw_tunnel::ike::endpoint::{ConnId, Endpoint};
-use vpngw_tunnel::ike::sa::{Event, SaConfig, IKE_PORT};
+use vpngw_routes::{Command as RouteCommand, Handle as RouteHandle, Notice, Tunnel, TunnelId};
+use vpngw_tunnel::driver::datapath::{Datapath, TunnelSpec};
+use vpngw_tunnel::driver::ike::{self as ike_driver, IkeEvent, IkeSockets};
+use vpngw_tunnel::driver::tun::{ifindex, Tun};
+use vpngw_tunnel::esp::sa::{InboundSa, OutboundSa};
+use vpngw_tunnel::ike::endpoint::Endpoint;
+use vpngw_tunnel::ike::proposal::Esn;
+use vpngw_tunnel::ike::sa::{ChildSa, Event, SaConfig, IKE_PORT, NATT_PORT};
 use vpngw_tunnel::ike::wire::Identification;
 
-use crate::config::{Config, Connection};
+use crate::config::{Config, Connection, Routing};
 
 /// How long IKE waits for the first answer before retransmitting; doubles
 /// with each of the retries.
@@ -88,16 +100,32 @@ pub async fn run(config: Config) -> std::io::Result<()> {
         );
     }
     let names: Vec<String> = config.connections.iter().map(|c| c.name.clone()).collect();
-    let sockets = IkeSockets::bind(local).await?;
-    info!(%local, "IKE listening on UDP 500 and 4500");
+    let mut tunnels = Vec::with_capacity(config.connections.len());
+    for c in &config.connections {
+        tunnels.push(TunnelSpec {
+            tun: create_tun(c)?,
+            mss_clamp: c.mss_clamp,
+        });
+    }
+    let routes = start_routes(&config)?;
+    let mut sockets = IkeSockets::bind(local).await?;
+    let (natt, ike_to_driver) = sockets.attach_datapath()?;
+    let datapath = Datapath::start(natt, ike_to_driver, tunnels)?;
+    info!(%local, "IKE listening on UDP 500 and 4500; ESP datapath running");
     let (events_tx, mut events_rx) = mpsc::unbounded_channel();
     let (stop_tx, stop_rx) = watch::channel(false);
     let driver = tokio::spawn(ike_driver::run(endpoint, sockets, events_tx, stop_rx));
 
+    let mut state = State {
+        names,
+        datapath,
+        routes,
+        children: vec![None; config.connections.len()],
+    };
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
         tokio::select! {
-            Some((conn, event)) = events_rx.recv() => log_event(&names, conn, &event),
+            Some(event) = events_rx.recv() => state.on_ike_event(event),
             _ = tokio::signal::ctrl_c() => break,
             _ = sigterm.recv() => break,
         }
@@ -105,17 +133,177 @@ pub async fn run(config: Config) -> std::io::Result<()> {
     info!("stopping: deleting SAs");
     let _ = stop_tx.send(true);
     match driver.await {
-        Ok(Ok(counters)) => info!(?counters, "stopped"),
+        Ok(Ok(counters)) => info!(?counters, "IKE stopped"),
         Ok(Err(e)) => warn!("IKE driver failed: {e}"),
         Err(e) => warn!("IKE driver task failed: {e}"),
     }
-    while let Ok((conn, event)) = events_rx.try_recv() {
-        log_event(&names, conn, &event);
+    while let Ok(event) = events_rx.try_recv() {
+        state.on_ike_event(event);
     }
+    state.shutdown().await;
     Ok(())
 }
 
-fn log_event(names: &[String], conn: ConnId, event: &Event) {
+/// The TUN device of a connection: MTU, point-to-point addresses, link
+/// down until a child SA is installed.
+fn create_tun(c: &Connection) -> std::io::Result<Tun> {
+    let err = |what: &str, e: std::io::Error| {
+        std::io::Error::new(
+            e.kind(),
+            format!("connection {}: {what} {}: {e}", c.name, c.tun_name),
+        )
+    };
+    let tun = Tun::create(&c.tun_name).map_err(|e| err("cannot create TUN device", e))?;
+    tun.set_mtu(c.mtu)
+        .map_err(|e| err("cannot set the MTU of", e))?;
+    if let (Some(IpAddr::V4(a)), Some(IpAddr::V4(p))) = (c.tunnel_address, c.tunnel_peer) {
+        tun.set_ptp_v4(a, p).map_err(|e| err("cannot address", e))?;
+    }
+    tun.set_up(false)
+        .map_err(|e| err("cannot set link state of", e))?;
+    Ok(tun)
+}
+
+/// The route programmer, with every tunnel known (down) and the static
+/// routes set: they enter the kernel when their tunnel comes up.
+fn start_routes(config: &Config) -> std::io::Result<RouteHandle> {
+    let routes_config = vpngw_routes::Config {
+        table: config.gateway.kernel_table,
+        ..Default::default()
+    };
+    let routes = RouteHandle::spawn(routes_config, None, |notice| match notice {
+        Notice::Event(e) => info!(event = ?e, "kernel routes"),
+        Notice::Failed(failures) => {
+            for f in failures {
+                warn!("kernel refused a route operation: {f}");
+            }
+        }
+        Notice::Error(e) => warn!("route programmer: {e}"),
+    })
+    .map_err(|e| std::io::Error::other(format!("cannot start the route programmer: {e}")))?;
+    for c in &config.connections {
+        let id = TunnelId(c.name.clone());
+        let index = ifindex(&c.tun_name)?;
+        let peer_v4 = match c.tunnel_peer {
+            Some(IpAddr::V4(p)) => Some(p),
+            Some(IpAddr::V6(_)) | None => None,
+        };
+        let tunnel = Tunnel {
+            id: id.clone(),
+            ifindex: index,
+            peer_v4,
+            peer_v6: None,
+        };
+        let _ = routes.send(RouteCommand::SetTunnel(tunnel, false));
+        if let Routing::Static(prefixes) = &c.routing {
+            for p in prefixes {
+                let _ = routes.send(RouteCommand::SetRoute(*p, vec![id.clone()]));
+            }
+        }
+    }
+    Ok(routes)
+}
+
+/// What the daemon tracks between events.
+struct State {
+    names: Vec<String>,
+    datapath: Datapath,
+    routes: RouteHandle,
+    /// Each connection's installed child SA: (inbound SPI, outbound SPI).
+    children: Vec<Option<(u32, u32)>>,
+}
+
+impl State {
+    fn on_ike_event(&mut self, e: IkeEvent) {
+        log_event(&self.names, e.conn, &e.event);
+        let conn = e.conn.0;
+        match e.event {
+            Event::ChildInstalled(child) => self.install(conn, &child, e.peer),
+            Event::ChildDeleted { spi_in, spi_out } => {
+                self.datapath.remove(conn, spi_in, spi_out);
+                if self.children.get(conn).copied().flatten() == Some((spi_in, spi_out)) {
+                    self.tunnel_state(conn, false);
+                    if let Some(slot) = self.children.get_mut(conn) {
+                        *slot = None;
+                    }
+                }
+            }
+            Event::Established(_) | Event::Closed(_) => {}
+        }
+    }
+
+    fn install(&mut self, conn: usize, child: &ChildSa, peer: Option<std::net::SocketAddr>) {
+        let name = self.names.get(conn).map_or("?", String::as_str);
+        let Some(mut peer) = peer else {
+            warn!(
+                connection = name,
+                "child SA without a peer address; not installed"
+            );
+            return;
+        };
+        if child.udp_encap {
+            if peer.port() == IKE_PORT {
+                peer.set_port(NATT_PORT);
+            }
+        } else {
+            warn!(connection = name, "the peer negotiated ESP without UDP encapsulation, which this datapath cannot send");
+        }
+        let esn = child.algorithms.esn == Esn::On;
+        let inbound = InboundSa::new(child.spi_in, esn, &child.keys_in);
+        let outbound = OutboundSa::new(child.spi_out, esn, &child.keys_out);
+        match (inbound, outbound) {
+            (Ok(i), Ok(o)) => {
+                self.datapath.install(conn, i, o, peer);
+                if let Some(slot) = self.children.get_mut(conn) {
+                    *slot = Some((child.spi_in, child.spi_out));
+                }
+                self.tunnel_state(conn, true);
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                warn!(connection = name, "cannot install the child SA: {e}")
+            }
+        }
+    }
+
+    /// The tunnel's link and routes follow its child SA.
+    fn tunnel_state(&self, conn: usize, up: bool) {
+        let name = self.names.get(conn).map_or("?", String::as_str);
+        if let Some(tun) = self.datapath.tun(conn) {
+            if let Err(e) = tun.set_up(up) {
+                warn!(
+                    connection = name,
+                    "cannot set {} {}: {e}",
+                    tun.name(),
+                    if up { "up" } else { "down" }
+                );
+            }
+        }
+        let _ = self
+            .routes
+            .send(RouteCommand::SetTunnelUp(TunnelId(name.to_string()), up));
+        info!(
+            connection = name,
+            up,
+            "tunnel {}",
+            if up { "up" } else { "down" }
+        );
+    }
+
+    async fn shutdown(self) {
+        for (i, name) in self.names.iter().enumerate() {
+            if let Some(c) = self.datapath.counters(i) {
+                info!(connection = %name, counters = ?c, "datapath counters");
+            }
+        }
+        let (unknown_spi, malformed, ike) = self.datapath.global_counters();
+        info!(unknown_spi, malformed, ike, "port 4500 counters");
+        let routes = self.routes;
+        let _ = tokio::task::spawn_blocking(move || routes.stop(false)).await;
+        self.datapath.stop();
+    }
+}
+
+fn log_event(names: &[String], conn: vpngw_tunnel::ike::endpoint::ConnId, event: &Event) {
     let name = names.get(conn.0).map_or("?", String::as_str);
     match event {
         Event::Established(algs) => {

@@ -2,9 +2,11 @@
 //! [`Endpoint`] and sending what it produces.
 //!
 //! On port 4500 IKE messages carry the non-ESP marker (RFC 3948); the
-//! driver adds and removes it. ESP arriving on 4500 goes to the datapath
-//! through `esp_tx` when one is attached, and is counted otherwise; NAT
-//! keepalives are ignored.
+//! driver adds and removes it. When an ESP datapath is attached it owns the
+//! receiving side of port 4500 (ESP is its business) and forwards the IKE
+//! messages it finds there through a channel ([`IkeSockets::attach_datapath`]);
+//! otherwise this driver reads 4500 itself and counts the ESP it cannot use.
+//! NAT keepalives are ignored.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -18,12 +20,17 @@ use crate::esp::natt::{classify, Natt, NON_ESP_MARKER};
 use crate::ike::endpoint::{ConnId, Endpoint, EndpointOutput};
 use crate::ike::sa::{Event, IKE_PORT, NATT_PORT};
 
+/// An IKE message the datapath found on port 4500: (peer, message without marker).
+pub type NattIke = (SocketAddr, Vec<u8>);
+
 /// The two IKE sockets of one local address.
 #[derive(Debug)]
 pub struct IkeSockets {
     ike: UdpSocket,
     natt: UdpSocket,
     local: IpAddr,
+    /// IKE from port 4500, when the datapath reads that port.
+    natt_from_datapath: Option<mpsc::Receiver<NattIke>>,
 }
 
 impl IkeSockets {
@@ -31,7 +38,17 @@ impl IkeSockets {
     pub async fn bind(local: IpAddr) -> io::Result<IkeSockets> {
         let ike = UdpSocket::bind(SocketAddr::new(local, IKE_PORT)).await?;
         let natt = UdpSocket::bind(SocketAddr::new(local, NATT_PORT)).await?;
-        Ok(IkeSockets { ike, natt, local })
+        Ok(IkeSockets { ike, natt, local, natt_from_datapath: None })
+    }
+
+    /// Hands the receiving side of port 4500 to the ESP datapath: returns a
+    /// blocking duplicate of the socket for it to read (and send ESP on) and
+    /// the sender through which it passes back the IKE messages it finds.
+    pub fn attach_datapath(&mut self) -> io::Result<(std::net::UdpSocket, mpsc::Sender<NattIke>)> {
+        let std_socket = dup_std(&self.natt)?;
+        let (tx, rx) = mpsc::channel(256);
+        self.natt_from_datapath = Some(rx);
+        Ok((std_socket, tx))
     }
 
     async fn send(&self, local: SocketAddr, remote: SocketAddr, data: &[u8]) -> io::Result<()> {
@@ -45,6 +62,28 @@ impl IkeSockets {
         }
         Ok(())
     }
+}
+
+/// A blocking `std` socket on the same file as a tokio one (dup(2)).
+fn dup_std(socket: &UdpSocket) -> io::Result<std::net::UdpSocket> {
+    use std::os::fd::{AsFd, OwnedFd};
+    let fd: OwnedFd = socket.as_fd().try_clone_to_owned()?;
+    let std_socket = std::net::UdpSocket::from(fd);
+    // The duplicate shares the file's O_NONBLOCK flag with tokio's socket;
+    // the datapath uses poll(2), so non-blocking is what it wants.
+    Ok(std_socket)
+}
+
+/// An event of one connection, with the peer's current address (where ESP
+/// goes: the IKE SA's remote, port 4500 with NAT-T).
+#[derive(Debug)]
+pub struct IkeEvent {
+    /// The connection.
+    pub conn: ConnId,
+    /// What happened.
+    pub event: Event,
+    /// The peer's address as the IKE SA knows it now.
+    pub peer: Option<SocketAddr>,
 }
 
 /// Counters of the driver itself (the endpoint counts IKE-level drops).
@@ -62,10 +101,12 @@ pub struct DriverCounters {
 /// every SA (sending DELETE) and returns. Events go to `events`.
 pub async fn run(
     mut endpoint: Endpoint,
-    sockets: IkeSockets,
-    events: mpsc::UnboundedSender<(ConnId, Event)>,
+    mut sockets: IkeSockets,
+    events: mpsc::UnboundedSender<IkeEvent>,
     mut stop: watch::Receiver<bool>,
 ) -> io::Result<DriverCounters> {
+    let mut from_datapath = sockets.natt_from_datapath.take();
+    let datapath_attached = from_datapath.is_some();
     let mut rng = SystemRandom::new();
     let mut counters = DriverCounters::default();
     let mut buf_ike = vec![0u8; 65536];
@@ -89,7 +130,10 @@ pub async fn run(
                     endpoint.handle(Instant::now(), local_ike, from, d, &mut rng);
                 }
             }
-            r = sockets.natt.recv_from(&mut buf_natt) => {
+            Some((from, d)) = recv_natt(&mut from_datapath) => {
+                endpoint.handle(Instant::now(), local_natt, from, &d, &mut rng);
+            }
+            r = sockets.natt.recv_from(&mut buf_natt), if !datapath_attached => {
                 let (n, from) = r?;
                 match buf_natt.get(..n).map(classify) {
                     Some(Natt::Ike(d)) => endpoint.handle(Instant::now(), local_natt, from, d, &mut rng),
@@ -111,10 +155,17 @@ pub async fn run(
     }
 }
 
+async fn recv_natt(rx: &mut Option<mpsc::Receiver<NattIke>>) -> Option<NattIke> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn flush(
     endpoint: &mut Endpoint,
     sockets: &IkeSockets,
-    events: &mpsc::UnboundedSender<(ConnId, Event)>,
+    events: &mpsc::UnboundedSender<IkeEvent>,
     counters: &mut DriverCounters,
 ) {
     while let Some(out) = endpoint.poll_output() {
@@ -125,7 +176,12 @@ async fn flush(
                 }
             }
             EndpointOutput::Event(conn, event) => {
-                let _ = events.send((conn, event));
+                let peer = endpoint
+                    .status()
+                    .into_iter()
+                    .find(|(c, _, _)| *c == conn)
+                    .and_then(|(_, _, status)| status.map(|s| s.remote));
+                let _ = events.send(IkeEvent { conn, event, peer });
             }
         }
     }

@@ -2,9 +2,13 @@
 //!
 //! - [`ike`]: the IKE sockets (UDP 500 and 4500) around the sans-IO
 //!   [`Endpoint`](crate::ike::endpoint::Endpoint), on tokio.
+//! - [`datapath`]: the ESP threads between the TUN devices and UDP 4500.
+//! - [`tun`]: TUN devices (one per connection, like a VTI).
 //! - [`SystemRandom`]: the operating system's randomness for the cores.
 
+pub mod datapath;
 pub mod ike;
+pub mod tun;
 
 use crate::ike::sa::Random;
 

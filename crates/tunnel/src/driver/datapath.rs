@@ -1,0 +1,557 @@
+//! The ESP datapath: packets between the TUN devices and UDP 4500.
+//!
+//! ```text
+//!  TUN vti-a ──read──> [tx thread a] ──seal──> sendmmsg ─┐
+//!  TUN vti-b ──read──> [tx thread b] ──seal──> sendmmsg ─┤  UDP 4500
+//!  TUN vti-* <─write── [rx thread] <──open── recvmmsg <──┘  (IKE on 4500 → IKE driver)
+//! ```
+//!
+//! - One receive thread owns the inbound SA table (SPI → SA and connection)
+//!   and the replay windows; one transmit thread per connection owns that
+//!   connection's outbound SA. Nothing is shared per packet: the control
+//!   plane sends SA changes through channels that each thread drains between
+//!   batches, and counters are relaxed atomics.
+//! - Batches: up to [`BATCH`] datagrams per recvmmsg/sendmmsg; a transmit
+//!   thread reads its TUN until it would block or the batch is full.
+//! - Buffers are allocated once per thread; the hot path allocates nothing.
+//!   IKE messages found on port 4500 are copied into the channel to the IKE
+//!   driver (control traffic, rare).
+//! - Threads wake at least every 100 ms to notice stop requests.
+
+use std::collections::HashMap;
+use std::io;
+use std::mem::MaybeUninit;
+use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use super::ike::NattIke;
+use super::tun::Tun;
+use crate::esp::mss::clamp_mss;
+use crate::esp::natt::{classify, Natt};
+use crate::esp::replay::ReplayError;
+use crate::esp::sa::{InboundSa, OpenError, OutboundSa, NEXT_IPV4, NEXT_IPV6};
+
+/// Datagrams per recvmmsg/sendmmsg.
+pub const BATCH: usize = 32;
+/// Room for one datagram: a 9000-byte inner packet plus ESP/UDP overhead.
+const BUF_LEN: usize = 9216;
+/// How long a thread sleeps in poll(2) before it checks for a stop.
+const POLL_MS: libc::c_int = 100;
+
+/// Per-connection datapath counters (relaxed atomics).
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Packets decrypted and written to the TUN device.
+    pub rx_packets: AtomicU64,
+    /// Their inner bytes.
+    pub rx_bytes: AtomicU64,
+    /// Packets read from the TUN device and sent encrypted.
+    pub tx_packets: AtomicU64,
+    /// Their inner bytes.
+    pub tx_bytes: AtomicU64,
+    /// Inbound: refused by the anti-replay window.
+    pub drop_replay: AtomicU64,
+    /// Inbound: ICV did not verify.
+    pub drop_auth: AtomicU64,
+    /// Inbound: malformed ESP (length, padding) or dummy packets.
+    pub drop_malformed: AtomicU64,
+    /// Outbound: no child SA installed yet (tunnel down).
+    pub drop_no_sa: AtomicU64,
+    /// Outbound: sequence numbers used up or a send failure.
+    pub drop_tx_error: AtomicU64,
+}
+
+/// A snapshot of [`Counters`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CounterSnapshot {
+    /// See [`Counters::rx_packets`].
+    pub rx_packets: u64,
+    /// See [`Counters::rx_bytes`].
+    pub rx_bytes: u64,
+    /// See [`Counters::tx_packets`].
+    pub tx_packets: u64,
+    /// See [`Counters::tx_bytes`].
+    pub tx_bytes: u64,
+    /// See [`Counters::drop_replay`].
+    pub drop_replay: u64,
+    /// See [`Counters::drop_auth`].
+    pub drop_auth: u64,
+    /// See [`Counters::drop_malformed`].
+    pub drop_malformed: u64,
+    /// See [`Counters::drop_no_sa`].
+    pub drop_no_sa: u64,
+    /// See [`Counters::drop_tx_error`].
+    pub drop_tx_error: u64,
+}
+
+impl Counters {
+    /// The current values.
+    pub fn snapshot(&self) -> CounterSnapshot {
+        let r = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        CounterSnapshot {
+            rx_packets: r(&self.rx_packets),
+            rx_bytes: r(&self.rx_bytes),
+            tx_packets: r(&self.tx_packets),
+            tx_bytes: r(&self.tx_bytes),
+            drop_replay: r(&self.drop_replay),
+            drop_auth: r(&self.drop_auth),
+            drop_malformed: r(&self.drop_malformed),
+            drop_no_sa: r(&self.drop_no_sa),
+            drop_tx_error: r(&self.drop_tx_error),
+        }
+    }
+}
+
+fn bump(c: &AtomicU64, by: u64) {
+    c.fetch_add(by, Ordering::Relaxed);
+}
+
+/// Datagrams on port 4500 that belong to no connection.
+#[derive(Debug, Default)]
+pub struct GlobalCounters {
+    /// ESP for an SPI we do not have.
+    pub unknown_spi: AtomicU64,
+    /// Neither IKE, ESP nor keepalive.
+    pub malformed: AtomicU64,
+    /// IKE messages passed to the IKE driver.
+    pub ike: AtomicU64,
+}
+
+/// One connection's tunnel as the datapath sees it.
+#[derive(Debug)]
+pub struct TunnelSpec {
+    /// The TUN device.
+    pub tun: Tun,
+    /// Clamp the MSS of TCP SYNs to this (0: off).
+    pub mss_clamp: u16,
+}
+
+enum RxCommand {
+    Add { spi: u32, sa: Box<InboundSa>, conn: usize },
+    Remove { spi: u32 },
+}
+
+enum TxCommand {
+    Set { sa: Box<OutboundSa>, peer: SocketAddr },
+    Clear { spi: u32 },
+}
+
+/// The running datapath: the control plane's handle on it.
+#[derive(Debug)]
+pub struct Datapath {
+    rx: Sender<RxCommand>,
+    tx: Vec<Sender<TxCommand>>,
+    tuns: Vec<Arc<Tun>>,
+    counters: Vec<Arc<Counters>>,
+    global: Arc<GlobalCounters>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for RxCommand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RxCommand::Add { spi, conn, .. } => write!(f, "Add({spi:08x}, conn {conn})"),
+            RxCommand::Remove { spi } => write!(f, "Remove({spi:08x})"),
+        }
+    }
+}
+
+impl std::fmt::Debug for TxCommand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TxCommand::Set { sa, peer } => write!(f, "Set({:08x} -> {peer})", sa.spi()),
+            TxCommand::Clear { spi } => write!(f, "Clear({spi:08x})"),
+        }
+    }
+}
+
+impl Datapath {
+    /// Starts the threads: one receiver on `socket` (UDP 4500, shared with
+    /// the IKE driver, which gets the IKE messages through `ike`), one
+    /// transmitter per tunnel.
+    pub fn start(socket: UdpSocket, ike: tokio::sync::mpsc::Sender<NattIke>, tunnels: Vec<TunnelSpec>) -> io::Result<Datapath> {
+        socket.set_nonblocking(true)?;
+        let socket = Arc::new(socket);
+        let stop = Arc::new(AtomicBool::new(false));
+        let global = Arc::new(GlobalCounters::default());
+        let mut tuns = Vec::new();
+        let mut counters = Vec::new();
+        let mut clamps = Vec::new();
+        let mut tx = Vec::new();
+        let mut threads = Vec::new();
+        for (i, spec) in tunnels.into_iter().enumerate() {
+            let tun = Arc::new(spec.tun);
+            let c = Arc::new(Counters::default());
+            let (cmd_tx, cmd_rx) = mpsc::channel();
+            let worker = TxWorker {
+                tun: Arc::clone(&tun),
+                socket: Arc::clone(&socket),
+                commands: cmd_rx,
+                counters: Arc::clone(&c),
+                stop: Arc::clone(&stop),
+                mss_clamp: spec.mss_clamp,
+            };
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("vpngw-tx-{i}"))
+                    .spawn(move || worker.run())?,
+            );
+            tuns.push(tun);
+            counters.push(c);
+            clamps.push(spec.mss_clamp);
+            tx.push(cmd_tx);
+        }
+        let (rx_tx, rx_rx) = mpsc::channel();
+        let worker = RxWorker {
+            socket,
+            tuns: tuns.clone(),
+            clamps,
+            commands: rx_rx,
+            counters: counters.clone(),
+            global: Arc::clone(&global),
+            ike,
+            stop: Arc::clone(&stop),
+        };
+        threads.push(std::thread::Builder::new().name("vpngw-rx".into()).spawn(move || worker.run())?);
+        Ok(Datapath { rx: rx_tx, tx, tuns, counters, global, stop, threads })
+    }
+
+    /// Installs a child SA pair for connection `conn`: the inbound half
+    /// first, so the peer's first packet under the new SA is accepted, then
+    /// the outbound half, sending to `peer`.
+    pub fn install(&self, conn: usize, inbound: InboundSa, outbound: OutboundSa, peer: SocketAddr) {
+        let spi = inbound.spi();
+        let _ = self.rx.send(RxCommand::Add { spi, sa: Box::new(inbound), conn });
+        if let Some(tx) = self.tx.get(conn) {
+            let _ = tx.send(TxCommand::Set { sa: Box::new(outbound), peer });
+        }
+    }
+
+    /// Removes a child SA pair (the outbound half only if it is still the
+    /// one in use).
+    pub fn remove(&self, conn: usize, spi_in: u32, spi_out: u32) {
+        let _ = self.rx.send(RxCommand::Remove { spi: spi_in });
+        if let Some(tx) = self.tx.get(conn) {
+            let _ = tx.send(TxCommand::Clear { spi: spi_out });
+        }
+    }
+
+    /// Connection `conn`'s TUN device.
+    pub fn tun(&self, conn: usize) -> Option<&Tun> {
+        self.tuns.get(conn).map(Arc::as_ref)
+    }
+
+    /// Connection `conn`'s counters.
+    pub fn counters(&self, conn: usize) -> Option<CounterSnapshot> {
+        self.counters.get(conn).map(|c| c.snapshot())
+    }
+
+    /// Counters of traffic that matched no connection.
+    pub fn global_counters(&self) -> (u64, u64, u64) {
+        let g = &self.global;
+        (
+            g.unknown_spi.load(Ordering::Relaxed),
+            g.malformed.load(Ordering::Relaxed),
+            g.ike.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Stops the threads and waits for them.
+    pub fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Datapath {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Waits until `fd` is readable or `POLL_MS` passed.
+fn wait_readable(fd: i32) {
+    let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    // SAFETY: one valid pollfd.
+    unsafe { libc::poll(&mut pfd, 1, POLL_MS) };
+}
+
+fn sockaddr_of(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: all-zero is a valid sockaddr_storage.
+    let mut storage: libc::sockaddr_storage = unsafe { MaybeUninit::zeroed().assume_init() };
+    let len = match addr {
+        SocketAddr::V4(a) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: a.port().to_be(),
+                sin_addr: libc::in_addr { s_addr: u32::from(*a.ip()).to_be() },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
+            unsafe { std::ptr::write(std::ptr::addr_of_mut!(storage).cast::<libc::sockaddr_in>(), sin) };
+            std::mem::size_of::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(a) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: a.port().to_be(),
+                sin6_flowinfo: 0,
+                sin6_addr: libc::in6_addr { s6_addr: a.ip().octets() },
+                sin6_scope_id: a.scope_id(),
+            };
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
+            unsafe { std::ptr::write(std::ptr::addr_of_mut!(storage).cast::<libc::sockaddr_in6>(), sin6) };
+            std::mem::size_of::<libc::sockaddr_in6>()
+        }
+    };
+    (storage, len as libc::socklen_t)
+}
+
+fn addr_of(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match i32::from(storage.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the family says this is a sockaddr_in.
+            let sin = unsafe { &*std::ptr::addr_of!(*storage).cast::<libc::sockaddr_in>() };
+            let ip = std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+            Some(SocketAddr::V4(SocketAddrV4::new(ip, u16::from_be(sin.sin_port))))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says this is a sockaddr_in6.
+            let sin6 = unsafe { &*std::ptr::addr_of!(*storage).cast::<libc::sockaddr_in6>() };
+            let ip = std::net::Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+            Some(SocketAddr::new(ip.into(), u16::from_be(sin6.sin6_port)))
+        }
+        _ => None,
+    }
+}
+
+struct TxWorker {
+    tun: Arc<Tun>,
+    socket: Arc<UdpSocket>,
+    commands: Receiver<TxCommand>,
+    counters: Arc<Counters>,
+    stop: Arc<AtomicBool>,
+    mss_clamp: u16,
+}
+
+impl TxWorker {
+    fn run(self) {
+        let mut sa: Option<Box<OutboundSa>> = None;
+        let mut peer = (
+            // SAFETY: all-zero is a valid sockaddr_storage.
+            unsafe { MaybeUninit::<libc::sockaddr_storage>::zeroed().assume_init() },
+            0 as libc::socklen_t,
+        );
+        let mut inner = vec![0u8; BUF_LEN];
+        let mut out: Vec<Vec<u8>> = (0..BATCH).map(|_| vec![0u8; BUF_LEN]).collect();
+        let mut lens = [0usize; BATCH];
+        let mut iovs: Vec<libc::iovec> =
+            (0..BATCH).map(|_| libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }).collect();
+        // SAFETY: all-zero mmsghdr is valid (null pointers, zero lengths).
+        let mut msgs: Vec<libc::mmsghdr> = (0..BATCH).map(|_| unsafe { MaybeUninit::zeroed().assume_init() }).collect();
+        let fd = self.tun.fd();
+        while !self.stop.load(Ordering::Relaxed) {
+            wait_readable(fd);
+            loop {
+                match self.commands.try_recv() {
+                    Ok(TxCommand::Set { sa: new, peer: p }) => {
+                        sa = Some(new);
+                        peer = sockaddr_of(p);
+                    }
+                    Ok(TxCommand::Clear { spi }) => {
+                        if sa.as_ref().is_some_and(|s| s.spi() == spi) {
+                            sa = None;
+                        }
+                    }
+                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+                }
+            }
+            // Read and seal a batch.
+            let mut n = 0;
+            while n < BATCH {
+                // SAFETY: reading into our own buffer of BUF_LEN bytes.
+                let got = unsafe { libc::read(fd, inner.as_mut_ptr().cast(), inner.len()) };
+                if got <= 0 {
+                    break;
+                }
+                let len = got as usize;
+                let Some(s) = sa.as_ref() else {
+                    bump(&self.counters.drop_no_sa, 1);
+                    continue;
+                };
+                let packet = &mut inner[..len];
+                if self.mss_clamp != 0 {
+                    clamp_mss(packet, self.mss_clamp);
+                }
+                let next = if packet.first().is_some_and(|b| b >> 4 == 6) { NEXT_IPV6 } else { NEXT_IPV4 };
+                match s.seal(packet, next, &mut out[n]) {
+                    Ok(sealed) => {
+                        lens[n] = sealed;
+                        bump(&self.counters.tx_bytes, len as u64);
+                        n += 1;
+                    }
+                    Err(_) => bump(&self.counters.drop_tx_error, 1),
+                }
+            }
+            if n == 0 {
+                continue;
+            }
+            for i in 0..n {
+                iovs[i] = libc::iovec { iov_base: out[i].as_mut_ptr().cast(), iov_len: lens[i] };
+                let h = &mut msgs[i].msg_hdr;
+                h.msg_name = std::ptr::addr_of_mut!(peer.0).cast();
+                h.msg_namelen = peer.1;
+                h.msg_iov = &mut iovs[i];
+                h.msg_iovlen = 1;
+                h.msg_control = std::ptr::null_mut();
+                h.msg_controllen = 0;
+                h.msg_flags = 0;
+            }
+            let mut sent = 0;
+            while sent < n {
+                // SAFETY: msgs[sent..n] point at live buffers and the peer address.
+                let r = unsafe {
+                    libc::sendmmsg(self.socket.as_raw_fd(), msgs[sent..].as_mut_ptr(), (n - sent) as u32, 0)
+                };
+                if r <= 0 {
+                    let err = io::Error::last_os_error();
+                    if err.kind() == io::ErrorKind::WouldBlock {
+                        wait_writable(self.socket.as_raw_fd());
+                        continue;
+                    }
+                    bump(&self.counters.drop_tx_error, (n - sent) as u64);
+                    break;
+                }
+                sent += r as usize;
+            }
+            bump(&self.counters.tx_packets, sent as u64);
+        }
+    }
+}
+
+fn wait_writable(fd: i32) {
+    let mut pfd = libc::pollfd { fd, events: libc::POLLOUT, revents: 0 };
+    // SAFETY: one valid pollfd.
+    unsafe { libc::poll(&mut pfd, 1, POLL_MS) };
+}
+
+struct Inbound {
+    sa: Box<InboundSa>,
+    conn: usize,
+}
+
+struct RxWorker {
+    socket: Arc<UdpSocket>,
+    tuns: Vec<Arc<Tun>>,
+    clamps: Vec<u16>,
+    commands: Receiver<RxCommand>,
+    counters: Vec<Arc<Counters>>,
+    global: Arc<GlobalCounters>,
+    ike: tokio::sync::mpsc::Sender<NattIke>,
+    stop: Arc<AtomicBool>,
+}
+
+impl RxWorker {
+    fn run(self) {
+        let mut table: HashMap<u32, Inbound> = HashMap::new();
+        let mut bufs: Vec<Vec<u8>> = (0..BATCH).map(|_| vec![0u8; BUF_LEN]).collect();
+        let mut iovs: Vec<libc::iovec> =
+            (0..BATCH).map(|_| libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }).collect();
+        // SAFETY: all-zero sockaddr_storage / mmsghdr are valid.
+        let mut addrs: Vec<libc::sockaddr_storage> =
+            (0..BATCH).map(|_| unsafe { MaybeUninit::zeroed().assume_init() }).collect();
+        // SAFETY: as above.
+        let mut msgs: Vec<libc::mmsghdr> = (0..BATCH).map(|_| unsafe { MaybeUninit::zeroed().assume_init() }).collect();
+        let fd = self.socket.as_raw_fd();
+        while !self.stop.load(Ordering::Relaxed) {
+            wait_readable(fd);
+            loop {
+                match self.commands.try_recv() {
+                    Ok(RxCommand::Add { spi, sa, conn }) => {
+                        table.insert(spi, Inbound { sa, conn });
+                    }
+                    Ok(RxCommand::Remove { spi }) => {
+                        table.remove(&spi);
+                    }
+                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+                }
+            }
+            for i in 0..BATCH {
+                iovs[i] = libc::iovec { iov_base: bufs[i].as_mut_ptr().cast(), iov_len: BUF_LEN };
+                let h = &mut msgs[i].msg_hdr;
+                h.msg_name = std::ptr::addr_of_mut!(addrs[i]).cast();
+                h.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+                h.msg_iov = &mut iovs[i];
+                h.msg_iovlen = 1;
+                h.msg_control = std::ptr::null_mut();
+                h.msg_controllen = 0;
+                h.msg_flags = 0;
+                msgs[i].msg_len = 0;
+            }
+            // SAFETY: msgs point at our buffers and address slots.
+            let n = unsafe {
+                libc::recvmmsg(fd, msgs.as_mut_ptr(), BATCH as u32, libc::MSG_DONTWAIT, std::ptr::null_mut())
+            };
+            if n <= 0 {
+                continue;
+            }
+            for i in 0..n as usize {
+                let len = msgs[i].msg_len as usize;
+                let Some(datagram) = bufs[i].get_mut(..len) else { continue };
+                match classify(datagram) {
+                    Natt::Ike(message) => {
+                        bump(&self.global.ike, 1);
+                        if let Some(from) = addr_of(&addrs[i]) {
+                            let _ = self.ike.try_send((from, message.to_vec()));
+                        }
+                    }
+                    Natt::Keepalive => {}
+                    Natt::Malformed => bump(&self.global.malformed, 1),
+                    Natt::Esp(_) => self.esp(&mut table, datagram),
+                }
+            }
+        }
+    }
+
+    fn esp(&self, table: &mut HashMap<u32, Inbound>, packet: &mut [u8]) {
+        let Some(spi) = packet.get(..4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])) else {
+            return;
+        };
+        let Some(entry) = table.get_mut(&spi) else {
+            bump(&self.global.unknown_spi, 1);
+            return;
+        };
+        let Some(counters) = self.counters.get(entry.conn) else { return };
+        match entry.sa.open(packet) {
+            Ok(opened) => {
+                let clamp = self.clamps.get(entry.conn).copied().unwrap_or(0);
+                let Some(inner) = packet.get_mut(opened.inner) else { return };
+                if clamp != 0 {
+                    clamp_mss(inner, clamp);
+                }
+                if let Some(tun) = self.tuns.get(entry.conn) {
+                    // SAFETY: writing our own initialized buffer.
+                    let w = unsafe { libc::write(tun.fd(), inner.as_ptr().cast(), inner.len()) };
+                    if w > 0 {
+                        bump(&counters.rx_packets, 1);
+                        bump(&counters.rx_bytes, inner.len() as u64);
+                    }
+                }
+            }
+            Err(OpenError::Replay(ReplayError::Duplicate | ReplayError::TooOld | ReplayError::Zero)) => {
+                bump(&counters.drop_replay, 1)
+            }
+            Err(OpenError::Integrity) => bump(&counters.drop_auth, 1),
+            Err(OpenError::Truncated | OpenError::BadLength | OpenError::BadPadding | OpenError::Dummy) => {
+                bump(&counters.drop_malformed, 1)
+            }
+        }
+    }
+}

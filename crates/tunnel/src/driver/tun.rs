@@ -1,0 +1,169 @@
+//! TUN devices: one per connection, behaving like a VTI.
+//!
+//! Created with the `TUNSETIFF` ioctl on `/dev/net/tun` (IFF_TUN |
+//! IFF_NO_PI: plain IP packets), configured with the classic interface
+//! ioctls: MTU, the local tunnel address with the peer as point-to-point
+//! destination (`169.254.21.1 peer 169.254.21.2`), and the link state. The
+//! link is up only while a child SA is installed, so routing (and the
+//! route programmer watching links) sees the tunnel's state.
+//!
+//! Hand-written rather than through the `tun` crate: the datapath needs the
+//! raw non-blocking fd for poll(2)/batched reads, and later IFF_VNET_HDR
+//! offloads, and this is a few ioctls.
+
+use std::ffi::CString;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::net::Ipv4Addr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
+
+const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+const IFF_TUN: libc::c_short = 0x0001;
+const IFF_NO_PI: libc::c_short = 0x1000;
+
+/// `struct ifreq` with the union fields we use.
+#[repr(C)]
+struct IfReq {
+    name: [libc::c_char; libc::IFNAMSIZ],
+    data: IfReqData,
+}
+
+#[repr(C)]
+union IfReqData {
+    flags: libc::c_short,
+    mtu: libc::c_int,
+    addr: libc::sockaddr_in,
+    _pad: [u8; 24],
+}
+
+impl IfReq {
+    fn new(name: &str) -> io::Result<IfReq> {
+        let bytes = name.as_bytes();
+        if bytes.is_empty() || bytes.len() >= libc::IFNAMSIZ || bytes.contains(&0) {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("bad interface name {name:?}")));
+        }
+        let mut req = IfReq { name: [0; libc::IFNAMSIZ], data: IfReqData { _pad: [0; 24] } };
+        for (d, s) in req.name.iter_mut().zip(bytes) {
+            *d = *s as libc::c_char;
+        }
+        Ok(req)
+    }
+}
+
+fn sockaddr(addr: Ipv4Addr) -> libc::sockaddr_in {
+    libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: 0,
+        sin_addr: libc::in_addr { s_addr: u32::from(addr).to_be() },
+        sin_zero: [0; 8],
+    }
+}
+
+/// A TUN device. Closing it (drop) removes the interface.
+#[derive(Debug)]
+pub struct Tun {
+    file: File,
+    name: String,
+}
+
+impl Tun {
+    /// Creates (or attaches to) TUN device `name`, non-blocking.
+    pub fn create(name: &str) -> io::Result<Tun> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open("/dev/net/tun")?;
+        let mut req = IfReq::new(name)?;
+        req.data.flags = IFF_TUN | IFF_NO_PI;
+        // SAFETY: TUNSETIFF reads and writes an ifreq, which `req` is.
+        let rc = unsafe { libc::ioctl(file.as_raw_fd(), TUNSETIFF, &mut req) };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Tun { file, name: name.to_string() })
+    }
+
+    /// The interface name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The non-blocking file descriptor packets are read from and written to.
+    pub fn fd(&self) -> RawFd {
+        self.file.as_raw_fd()
+    }
+
+    /// Sets the MTU.
+    pub fn set_mtu(&self, mtu: u16) -> io::Result<()> {
+        let mut req = IfReq::new(&self.name)?;
+        req.data.mtu = libc::c_int::from(mtu);
+        ctl(libc::SIOCSIFMTU, &mut req)
+    }
+
+    /// Puts `local` on the device with `peer` as point-to-point destination
+    /// (a /32 route to the peer through the tunnel comes with it).
+    pub fn set_ptp_v4(&self, local: Ipv4Addr, peer: Ipv4Addr) -> io::Result<()> {
+        let mut req = IfReq::new(&self.name)?;
+        req.data.addr = sockaddr(local);
+        ctl(libc::SIOCSIFADDR, &mut req)?;
+        let mut req = IfReq::new(&self.name)?;
+        req.data.addr = sockaddr(Ipv4Addr::BROADCAST);
+        ctl(libc::SIOCSIFNETMASK, &mut req)?;
+        let mut req = IfReq::new(&self.name)?;
+        req.data.addr = sockaddr(peer);
+        ctl(libc::SIOCSIFDSTADDR, &mut req)
+    }
+
+    /// Sets the link up or down.
+    pub fn set_up(&self, up: bool) -> io::Result<()> {
+        set_link_up(&self.name, up)
+    }
+}
+
+/// Sets interface `name` up or down.
+pub fn set_link_up(name: &str, up: bool) -> io::Result<()> {
+    let mut req = IfReq::new(name)?;
+    ctl(libc::SIOCGIFFLAGS, &mut req)?;
+    // SAFETY: SIOCGIFFLAGS filled the flags member.
+    let mut flags = unsafe { req.data.flags };
+    let up_bits = (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+    if up {
+        flags |= up_bits;
+    } else {
+        flags &= !up_bits;
+    }
+    req.data.flags = flags;
+    ctl(libc::SIOCSIFFLAGS, &mut req)
+}
+
+/// The interface index of `name`.
+pub fn ifindex(name: &str) -> io::Result<u32> {
+    let c = CString::new(name).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in name"))?;
+    // SAFETY: `c` is a valid NUL-terminated string.
+    let index = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    if index == 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(index)
+    }
+}
+
+/// Runs an interface ioctl on a throwaway AF_INET datagram socket.
+fn ctl(request: libc::c_ulong, req: &mut IfReq) -> io::Result<()> {
+    // SAFETY: plain socket(2) call.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh descriptor we own.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: the interface ioctls read/write a struct ifreq.
+    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), request as _, req as *mut IfReq) };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
