@@ -66,6 +66,13 @@ impl Proc {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// Sends SIGTERM and returns at once (see [`stop`](Self::stop) to wait).
+    pub fn terminate(&self) {
+        let pid = self.child.id() as libc::pid_t;
+        // SAFETY: kill has no memory-safety preconditions; pid is our child.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+    }
+
     /// Stops the process: SIGTERM, then SIGKILL after two seconds.
     pub fn stop(&mut self) {
         if !self.is_running() {

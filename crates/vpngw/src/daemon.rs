@@ -181,6 +181,10 @@ fn start_routes(config: &Config) -> std::io::Result<RouteHandle> {
         Notice::Error(e) => warn!("route programmer: {e}"),
     })
     .map_err(|e| std::io::Error::other(format!("cannot start the route programmer: {e}")))?;
+    // A prefix several connections carry is one ECMP route through all of
+    // their tunnels (active-active); the kernel uses those that are up.
+    let mut statics: std::collections::BTreeMap<ipnet::IpNet, Vec<TunnelId>> =
+        std::collections::BTreeMap::new();
     for c in &config.connections {
         let id = TunnelId(c.name.clone());
         let index = ifindex(&c.tun_name)?;
@@ -197,9 +201,12 @@ fn start_routes(config: &Config) -> std::io::Result<RouteHandle> {
         let _ = routes.send(RouteCommand::SetTunnel(tunnel, false));
         if let Routing::Static(prefixes) = &c.routing {
             for p in prefixes {
-                let _ = routes.send(RouteCommand::SetRoute(*p, vec![id.clone()]));
+                statics.entry(*p).or_default().push(id.clone());
             }
         }
+    }
+    for (prefix, tunnels) in statics {
+        let _ = routes.send(RouteCommand::SetRoute(prefix, tunnels));
     }
     Ok(routes)
 }

@@ -23,6 +23,10 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Build a demo topology in network namespaces from real vpngw
+    /// processes (two active-active tunnels), then fail a tunnel under
+    /// traffic. Needs root; removes everything it made.
+    Demo,
     /// Validate a configuration file (and read its PSKs) without running.
     CheckConfig {
         /// The TOML configuration file.
@@ -35,6 +39,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::CheckConfig { file } => check_config(&file),
         Command::Run { config } => run(&config),
+        Command::Demo => demo(),
     }
 }
 
@@ -68,6 +73,23 @@ fn run(file: &std::path::Path) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("vpngw: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn demo() -> ExitCode {
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => {
+            eprintln!("vpngw demo: cannot find this binary: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match vpngw::demo::run(&exe) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vpngw demo: {e}");
             ExitCode::FAILURE
         }
     }
