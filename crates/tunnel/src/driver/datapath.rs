@@ -131,13 +131,24 @@ pub struct TunnelSpec {
 }
 
 enum RxCommand {
-    Add { spi: u32, sa: Box<InboundSa>, conn: usize },
-    Remove { spi: u32 },
+    Add {
+        spi: u32,
+        sa: Box<InboundSa>,
+        conn: usize,
+    },
+    Remove {
+        spi: u32,
+    },
 }
 
 enum TxCommand {
-    Set { sa: Box<OutboundSa>, peer: SocketAddr },
-    Clear { spi: u32 },
+    Set {
+        sa: Box<OutboundSa>,
+        peer: SocketAddr,
+    },
+    Clear {
+        spi: u32,
+    },
 }
 
 /// The running datapath: the control plane's handle on it.
@@ -174,7 +185,11 @@ impl Datapath {
     /// Starts the threads: one receiver on `socket` (UDP 4500, shared with
     /// the IKE driver, which gets the IKE messages through `ike`), one
     /// transmitter per tunnel.
-    pub fn start(socket: UdpSocket, ike: tokio::sync::mpsc::Sender<NattIke>, tunnels: Vec<TunnelSpec>) -> io::Result<Datapath> {
+    pub fn start(
+        socket: UdpSocket,
+        ike: tokio::sync::mpsc::Sender<NattIke>,
+        tunnels: Vec<TunnelSpec>,
+    ) -> io::Result<Datapath> {
         socket.set_nonblocking(true)?;
         let socket = Arc::new(socket);
         let stop = Arc::new(AtomicBool::new(false));
@@ -217,8 +232,20 @@ impl Datapath {
             ike,
             stop: Arc::clone(&stop),
         };
-        threads.push(std::thread::Builder::new().name("vpngw-rx".into()).spawn(move || worker.run())?);
-        Ok(Datapath { rx: rx_tx, tx, tuns, counters, global, stop, threads })
+        threads.push(
+            std::thread::Builder::new()
+                .name("vpngw-rx".into())
+                .spawn(move || worker.run())?,
+        );
+        Ok(Datapath {
+            rx: rx_tx,
+            tx,
+            tuns,
+            counters,
+            global,
+            stop,
+            threads,
+        })
     }
 
     /// Installs a child SA pair for connection `conn`: the inbound half
@@ -226,9 +253,16 @@ impl Datapath {
     /// the outbound half, sending to `peer`.
     pub fn install(&self, conn: usize, inbound: InboundSa, outbound: OutboundSa, peer: SocketAddr) {
         let spi = inbound.spi();
-        let _ = self.rx.send(RxCommand::Add { spi, sa: Box::new(inbound), conn });
+        let _ = self.rx.send(RxCommand::Add {
+            spi,
+            sa: Box::new(inbound),
+            conn,
+        });
         if let Some(tx) = self.tx.get(conn) {
-            let _ = tx.send(TxCommand::Set { sa: Box::new(outbound), peer });
+            let _ = tx.send(TxCommand::Set {
+                sa: Box::new(outbound),
+                peer,
+            });
         }
     }
 
@@ -278,7 +312,11 @@ impl Drop for Datapath {
 
 /// Waits until `fd` is readable or `POLL_MS` passed.
 fn wait_readable(fd: i32) {
-    let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
     // SAFETY: one valid pollfd.
     unsafe { libc::poll(&mut pfd, 1, POLL_MS) };
 }
@@ -291,11 +329,18 @@ fn sockaddr_of(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
             let sin = libc::sockaddr_in {
                 sin_family: libc::AF_INET as libc::sa_family_t,
                 sin_port: a.port().to_be(),
-                sin_addr: libc::in_addr { s_addr: u32::from(*a.ip()).to_be() },
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from(*a.ip()).to_be(),
+                },
                 sin_zero: [0; 8],
             };
             // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
-            unsafe { std::ptr::write(std::ptr::addr_of_mut!(storage).cast::<libc::sockaddr_in>(), sin) };
+            unsafe {
+                std::ptr::write(
+                    std::ptr::addr_of_mut!(storage).cast::<libc::sockaddr_in>(),
+                    sin,
+                )
+            };
             std::mem::size_of::<libc::sockaddr_in>()
         }
         SocketAddr::V6(a) => {
@@ -303,11 +348,18 @@ fn sockaddr_of(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
                 sin6_family: libc::AF_INET6 as libc::sa_family_t,
                 sin6_port: a.port().to_be(),
                 sin6_flowinfo: 0,
-                sin6_addr: libc::in6_addr { s6_addr: a.ip().octets() },
+                sin6_addr: libc::in6_addr {
+                    s6_addr: a.ip().octets(),
+                },
                 sin6_scope_id: a.scope_id(),
             };
             // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
-            unsafe { std::ptr::write(std::ptr::addr_of_mut!(storage).cast::<libc::sockaddr_in6>(), sin6) };
+            unsafe {
+                std::ptr::write(
+                    std::ptr::addr_of_mut!(storage).cast::<libc::sockaddr_in6>(),
+                    sin6,
+                )
+            };
             std::mem::size_of::<libc::sockaddr_in6>()
         }
     };
@@ -320,7 +372,10 @@ fn addr_of(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
             // SAFETY: the family says this is a sockaddr_in.
             let sin = unsafe { &*std::ptr::addr_of!(*storage).cast::<libc::sockaddr_in>() };
             let ip = std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
-            Some(SocketAddr::V4(SocketAddrV4::new(ip, u16::from_be(sin.sin_port))))
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                ip,
+                u16::from_be(sin.sin_port),
+            )))
         }
         libc::AF_INET6 => {
             // SAFETY: the family says this is a sockaddr_in6.
@@ -352,10 +407,16 @@ impl TxWorker {
         let mut inner = vec![0u8; BUF_LEN];
         let mut out: Vec<Vec<u8>> = (0..BATCH).map(|_| vec![0u8; BUF_LEN]).collect();
         let mut lens = [0usize; BATCH];
-        let mut iovs: Vec<libc::iovec> =
-            (0..BATCH).map(|_| libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }).collect();
+        let mut iovs: Vec<libc::iovec> = (0..BATCH)
+            .map(|_| libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0,
+            })
+            .collect();
         // SAFETY: all-zero mmsghdr is valid (null pointers, zero lengths).
-        let mut msgs: Vec<libc::mmsghdr> = (0..BATCH).map(|_| unsafe { MaybeUninit::zeroed().assume_init() }).collect();
+        let mut msgs: Vec<libc::mmsghdr> = (0..BATCH)
+            .map(|_| unsafe { MaybeUninit::zeroed().assume_init() })
+            .collect();
         let fd = self.tun.fd();
         while !self.stop.load(Ordering::Relaxed) {
             wait_readable(fd);
@@ -390,7 +451,11 @@ impl TxWorker {
                 if self.mss_clamp != 0 {
                     clamp_mss(packet, self.mss_clamp);
                 }
-                let next = if packet.first().is_some_and(|b| b >> 4 == 6) { NEXT_IPV6 } else { NEXT_IPV4 };
+                let next = if packet.first().is_some_and(|b| b >> 4 == 6) {
+                    NEXT_IPV6
+                } else {
+                    NEXT_IPV4
+                };
                 match s.seal(packet, next, &mut out[n]) {
                     Ok(sealed) => {
                         lens[n] = sealed;
@@ -404,7 +469,10 @@ impl TxWorker {
                 continue;
             }
             for i in 0..n {
-                iovs[i] = libc::iovec { iov_base: out[i].as_mut_ptr().cast(), iov_len: lens[i] };
+                iovs[i] = libc::iovec {
+                    iov_base: out[i].as_mut_ptr().cast(),
+                    iov_len: lens[i],
+                };
                 let h = &mut msgs[i].msg_hdr;
                 h.msg_name = std::ptr::addr_of_mut!(peer.0).cast();
                 h.msg_namelen = peer.1;
@@ -418,7 +486,12 @@ impl TxWorker {
             while sent < n {
                 // SAFETY: msgs[sent..n] point at live buffers and the peer address.
                 let r = unsafe {
-                    libc::sendmmsg(self.socket.as_raw_fd(), msgs[sent..].as_mut_ptr(), (n - sent) as u32, 0)
+                    libc::sendmmsg(
+                        self.socket.as_raw_fd(),
+                        msgs[sent..].as_mut_ptr(),
+                        (n - sent) as u32,
+                        0,
+                    )
                 };
                 if r <= 0 {
                     let err = io::Error::last_os_error();
@@ -437,7 +510,11 @@ impl TxWorker {
 }
 
 fn wait_writable(fd: i32) {
-    let mut pfd = libc::pollfd { fd, events: libc::POLLOUT, revents: 0 };
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLOUT,
+        revents: 0,
+    };
     // SAFETY: one valid pollfd.
     unsafe { libc::poll(&mut pfd, 1, POLL_MS) };
 }
@@ -462,13 +539,20 @@ impl RxWorker {
     fn run(self) {
         let mut table: HashMap<u32, Inbound> = HashMap::new();
         let mut bufs: Vec<Vec<u8>> = (0..BATCH).map(|_| vec![0u8; BUF_LEN]).collect();
-        let mut iovs: Vec<libc::iovec> =
-            (0..BATCH).map(|_| libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }).collect();
+        let mut iovs: Vec<libc::iovec> = (0..BATCH)
+            .map(|_| libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0,
+            })
+            .collect();
         // SAFETY: all-zero sockaddr_storage / mmsghdr are valid.
-        let mut addrs: Vec<libc::sockaddr_storage> =
-            (0..BATCH).map(|_| unsafe { MaybeUninit::zeroed().assume_init() }).collect();
+        let mut addrs: Vec<libc::sockaddr_storage> = (0..BATCH)
+            .map(|_| unsafe { MaybeUninit::zeroed().assume_init() })
+            .collect();
         // SAFETY: as above.
-        let mut msgs: Vec<libc::mmsghdr> = (0..BATCH).map(|_| unsafe { MaybeUninit::zeroed().assume_init() }).collect();
+        let mut msgs: Vec<libc::mmsghdr> = (0..BATCH)
+            .map(|_| unsafe { MaybeUninit::zeroed().assume_init() })
+            .collect();
         let fd = self.socket.as_raw_fd();
         while !self.stop.load(Ordering::Relaxed) {
             wait_readable(fd);
@@ -484,7 +568,10 @@ impl RxWorker {
                 }
             }
             for i in 0..BATCH {
-                iovs[i] = libc::iovec { iov_base: bufs[i].as_mut_ptr().cast(), iov_len: BUF_LEN };
+                iovs[i] = libc::iovec {
+                    iov_base: bufs[i].as_mut_ptr().cast(),
+                    iov_len: BUF_LEN,
+                };
                 let h = &mut msgs[i].msg_hdr;
                 h.msg_name = std::ptr::addr_of_mut!(addrs[i]).cast();
                 h.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
@@ -497,14 +584,22 @@ impl RxWorker {
             }
             // SAFETY: msgs point at our buffers and address slots.
             let n = unsafe {
-                libc::recvmmsg(fd, msgs.as_mut_ptr(), BATCH as u32, libc::MSG_DONTWAIT, std::ptr::null_mut())
+                libc::recvmmsg(
+                    fd,
+                    msgs.as_mut_ptr(),
+                    BATCH as u32,
+                    libc::MSG_DONTWAIT,
+                    std::ptr::null_mut(),
+                )
             };
             if n <= 0 {
                 continue;
             }
             for i in 0..n as usize {
                 let len = msgs[i].msg_len as usize;
-                let Some(datagram) = bufs[i].get_mut(..len) else { continue };
+                let Some(datagram) = bufs[i].get_mut(..len) else {
+                    continue;
+                };
                 match classify(datagram) {
                     Natt::Ike(message) => {
                         bump(&self.global.ike, 1);
@@ -521,18 +616,25 @@ impl RxWorker {
     }
 
     fn esp(&self, table: &mut HashMap<u32, Inbound>, packet: &mut [u8]) {
-        let Some(spi) = packet.get(..4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])) else {
+        let Some(spi) = packet
+            .get(..4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        else {
             return;
         };
         let Some(entry) = table.get_mut(&spi) else {
             bump(&self.global.unknown_spi, 1);
             return;
         };
-        let Some(counters) = self.counters.get(entry.conn) else { return };
+        let Some(counters) = self.counters.get(entry.conn) else {
+            return;
+        };
         match entry.sa.open(packet) {
             Ok(opened) => {
                 let clamp = self.clamps.get(entry.conn).copied().unwrap_or(0);
-                let Some(inner) = packet.get_mut(opened.inner) else { return };
+                let Some(inner) = packet.get_mut(opened.inner) else {
+                    return;
+                };
                 if clamp != 0 {
                     clamp_mss(inner, clamp);
                 }
@@ -545,13 +647,16 @@ impl RxWorker {
                     }
                 }
             }
-            Err(OpenError::Replay(ReplayError::Duplicate | ReplayError::TooOld | ReplayError::Zero)) => {
-                bump(&counters.drop_replay, 1)
-            }
+            Err(OpenError::Replay(
+                ReplayError::Duplicate | ReplayError::TooOld | ReplayError::Zero,
+            )) => bump(&counters.drop_replay, 1),
             Err(OpenError::Integrity) => bump(&counters.drop_auth, 1),
-            Err(OpenError::Truncated | OpenError::BadLength | OpenError::BadPadding | OpenError::Dummy) => {
-                bump(&counters.drop_malformed, 1)
-            }
+            Err(
+                OpenError::Truncated
+                | OpenError::BadLength
+                | OpenError::BadPadding
+                | OpenError::Dummy,
+            ) => bump(&counters.drop_malformed, 1),
         }
     }
 }

@@ -38,7 +38,12 @@ impl IkeSockets {
     pub async fn bind(local: IpAddr) -> io::Result<IkeSockets> {
         let ike = UdpSocket::bind(SocketAddr::new(local, IKE_PORT)).await?;
         let natt = UdpSocket::bind(SocketAddr::new(local, NATT_PORT)).await?;
-        Ok(IkeSockets { ike, natt, local, natt_from_datapath: None })
+        Ok(IkeSockets {
+            ike,
+            natt,
+            local,
+            natt_from_datapath: None,
+        })
     }
 
     /// Hands the receiving side of port 4500 to the ESP datapath: returns a

@@ -41,9 +41,15 @@ impl IfReq {
     fn new(name: &str) -> io::Result<IfReq> {
         let bytes = name.as_bytes();
         if bytes.is_empty() || bytes.len() >= libc::IFNAMSIZ || bytes.contains(&0) {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("bad interface name {name:?}")));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("bad interface name {name:?}"),
+            ));
         }
-        let mut req = IfReq { name: [0; libc::IFNAMSIZ], data: IfReqData { _pad: [0; 24] } };
+        let mut req = IfReq {
+            name: [0; libc::IFNAMSIZ],
+            data: IfReqData { _pad: [0; 24] },
+        };
         for (d, s) in req.name.iter_mut().zip(bytes) {
             *d = *s as libc::c_char;
         }
@@ -55,7 +61,9 @@ fn sockaddr(addr: Ipv4Addr) -> libc::sockaddr_in {
     libc::sockaddr_in {
         sin_family: libc::AF_INET as libc::sa_family_t,
         sin_port: 0,
-        sin_addr: libc::in_addr { s_addr: u32::from(addr).to_be() },
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(addr).to_be(),
+        },
         sin_zero: [0; 8],
     }
 }
@@ -82,7 +90,10 @@ impl Tun {
         if rc < 0 {
             return Err(io::Error::last_os_error());
         }
-        Ok(Tun { file, name: name.to_string() })
+        Ok(Tun {
+            file,
+            name: name.to_string(),
+        })
     }
 
     /// The interface name.
@@ -140,7 +151,8 @@ pub fn set_link_up(name: &str, up: bool) -> io::Result<()> {
 
 /// The interface index of `name`.
 pub fn ifindex(name: &str) -> io::Result<u32> {
-    let c = CString::new(name).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in name"))?;
+    let c = CString::new(name)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in name"))?;
     // SAFETY: `c` is a valid NUL-terminated string.
     let index = unsafe { libc::if_nametoindex(c.as_ptr()) };
     if index == 0 {

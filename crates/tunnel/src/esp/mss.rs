@@ -18,7 +18,9 @@ pub fn clamp_mss(packet: &mut [u8], max_mss: u16) -> bool {
     let tcp_start = match first >> 4 {
         4 => {
             let ihl = usize::from(first & 0x0f) * 4;
-            let not_first_fragment = packet.get(6..8).is_none_or(|f| u16::from_be_bytes([f[0], f[1]]) & 0x1fff != 0);
+            let not_first_fragment = packet
+                .get(6..8)
+                .is_none_or(|f| u16::from_be_bytes([f[0], f[1]]) & 0x1fff != 0);
             if ihl < 20 || packet.get(9) != Some(&TCP) || not_first_fragment {
                 return false;
             }
@@ -48,7 +50,9 @@ pub fn clamp_mss(packet: &mut [u8], max_mss: u16) -> bool {
             0 => return false,
             1 => i += 1,
             kind => {
-                let Some(&len) = tcp.get(i + 1) else { return false };
+                let Some(&len) = tcp.get(i + 1) else {
+                    return false;
+                };
                 let len = usize::from(len);
                 if len < 2 || i + len > header_len {
                     return false;
