@@ -119,6 +119,7 @@ struct RawConnection {
     tun_name: Option<String>,
     mtu: Option<u16>,
     mss_clamp: Option<u16>,
+    replay_window: Option<u16>,
     tunnel_address: Option<IpAddr>,
     tunnel_peer: Option<IpAddr>,
     bgp: Option<RawBgp>,
@@ -269,6 +270,8 @@ pub struct Connection {
     /// Clamp the MSS of TCP SYNs through the tunnel to this (0: off;
     /// default: the MTU minus 40, the IPv4 and TCP headers).
     pub mss_clamp: u16,
+    /// ESP anti-replay window in packets (default 1024).
+    pub replay_window: u16,
     /// Our address on the tunnel interface (a /32 or /128).
     pub tunnel_address: Option<IpAddr>,
     /// The peer's address on the tunnel.
@@ -550,6 +553,13 @@ fn connection(
             format!("expected 0 (off) or 536..={} (the MTU minus 40)", mtu - 40),
         ));
     }
+    let replay_window = rc.replay_window.unwrap_or(1024);
+    if !(32..=1024).contains(&replay_window) {
+        return Err(cx.invalid(
+            k("replay_window"),
+            "expected 32..=1024 packets (default 1024)",
+        ));
+    }
     if rc.tunnel_address.is_some() != rc.tunnel_peer.is_some() {
         return Err(cx.invalid(
             k("tunnel_peer"),
@@ -605,6 +615,7 @@ fn connection(
         tun_name,
         mtu,
         mss_clamp,
+        replay_window,
         tunnel_address: rc.tunnel_address,
         tunnel_peer: rc.tunnel_peer,
         routing,

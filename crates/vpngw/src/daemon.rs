@@ -121,6 +121,11 @@ pub async fn run(config: Config) -> std::io::Result<()> {
         datapath,
         routes,
         children: vec![None; config.connections.len()],
+        replay_windows: config
+            .connections
+            .iter()
+            .map(|c| u64::from(c.replay_window))
+            .collect(),
     };
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
@@ -218,6 +223,8 @@ struct State {
     routes: RouteHandle,
     /// Each connection's installed child SA: (inbound SPI, outbound SPI).
     children: Vec<Option<(u32, u32)>>,
+    /// Each connection's anti-replay window size.
+    replay_windows: Vec<u64>,
 }
 
 impl State {
@@ -256,7 +263,8 @@ impl State {
             warn!(connection = name, "the peer negotiated ESP without UDP encapsulation, which this datapath cannot send");
         }
         let esn = child.algorithms.esn == Esn::On;
-        let inbound = InboundSa::new(child.spi_in, esn, &child.keys_in);
+        let window = self.replay_windows.get(conn).copied().unwrap_or(1024);
+        let inbound = InboundSa::with_replay_window(child.spi_in, esn, window, &child.keys_in);
         let outbound = OutboundSa::new(child.spi_out, esn, &child.keys_out);
         match (inbound, outbound) {
             (Ok(i), Ok(o)) => {

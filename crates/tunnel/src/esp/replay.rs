@@ -7,9 +7,11 @@
 //! high-order 32 bits of the sequence number from the window (RFC 4303
 //! Appendix A2), which the ICV then authenticates.
 
-/// Window size in packets: 1024, a multiple of 64. Large windows keep
+/// The largest (and default) window size in packets. Large windows keep
 /// reordering across multiple datapath threads from dropping good packets.
 pub const WINDOW: u64 = 1024;
+/// The smallest window a configuration may ask for.
+pub const MIN_WINDOW: u64 = 32;
 const WORDS: usize = (WINDOW / 64) as usize;
 
 /// Why a packet was refused before decryption. Counted, never logged per
@@ -32,15 +34,23 @@ pub struct ReplayWindow {
     top: u64,
     bits: [u64; WORDS],
     esn: bool,
+    /// Packets the window spans (MIN_WINDOW..=WINDOW).
+    size: u64,
 }
 
 impl ReplayWindow {
     /// An empty window; `esn` selects 64-bit sequence numbers.
     pub fn new(esn: bool) -> ReplayWindow {
+        ReplayWindow::with_size(esn, WINDOW)
+    }
+
+    /// An empty window of `size` packets (clamped to MIN_WINDOW..=WINDOW).
+    pub fn with_size(esn: bool, size: u64) -> ReplayWindow {
         ReplayWindow {
             top: 0,
             bits: [0; WORDS],
             esn,
+            size: size.clamp(MIN_WINDOW, WINDOW),
         }
     }
 
@@ -64,7 +74,7 @@ impl ReplayWindow {
             return Ok(seq);
         }
         let age = self.top - seq;
-        if age >= WINDOW {
+        if age >= self.size {
             return Err(ReplayError::TooOld);
         }
         if self.bit(age) {
@@ -84,7 +94,7 @@ impl ReplayWindow {
             return true;
         }
         let age = self.top - seq;
-        if age >= WINDOW || self.bit(age) {
+        if age >= self.size || self.bit(age) {
             return false;
         }
         self.set(age);
@@ -95,8 +105,8 @@ impl ReplayWindow {
     fn infer_high(&self, seq_low: u32) -> u64 {
         let top_low = self.top as u32;
         let top_high = self.top >> 32;
-        let bottom_low = top_low.wrapping_sub((WINDOW - 1) as u32);
-        let high = if u64::from(top_low) >= WINDOW - 1 {
+        let bottom_low = top_low.wrapping_sub((self.size - 1) as u32);
+        let high = if u64::from(top_low) >= self.size - 1 {
             // The window lies within one 2^32 subspace.
             if seq_low >= bottom_low {
                 top_high
@@ -226,6 +236,16 @@ mod tests {
         // read as the next subspace (RFC 4303 A2); the ICV, which covers the
         // inferred high bits, then rejects it, and `accept` is never called.
         assert_eq!(w.check(near + 5), Ok((1 << 32) | u64::from(near + 5)));
+    }
+
+    #[test]
+    fn a_smaller_window_is_honoured() {
+        let mut w = ReplayWindow::with_size(false, 64);
+        receive(&mut w, 100).unwrap();
+        assert_eq!(w.check(36), Err(ReplayError::TooOld));
+        receive(&mut w, 37).unwrap();
+        assert_eq!(ReplayWindow::with_size(false, 1).size, MIN_WINDOW);
+        assert_eq!(ReplayWindow::with_size(false, 1 << 20).size, WINDOW);
     }
 
     #[test]

@@ -265,6 +265,35 @@ fn cbc_icv(key: &hmac::Key, authenticated: &[u8], seq: u64, esn: bool) -> hmac::
     ctx.sign()
 }
 
+/// AES-CBC encryption in place (RFC 3602); `data` is whole blocks.
+fn cbc_encrypt(aes: &Aes, iv: [u8; 16], data: &mut [u8]) {
+    let mut prev = iv;
+    for chunk in data.chunks_exact_mut(16) {
+        let mut block = [0u8; 16];
+        for ((b, p), c) in block.iter_mut().zip(&prev).zip(chunk.iter()) {
+            *b = p ^ c;
+        }
+        aes.encrypt(&mut block);
+        chunk.copy_from_slice(&block);
+        prev = block;
+    }
+}
+
+/// AES-CBC decryption in place; `data` is whole blocks.
+fn cbc_decrypt(aes: &Aes, iv: [u8; 16], data: &mut [u8]) {
+    let mut prev = iv;
+    for chunk in data.chunks_exact_mut(16) {
+        let mut block = [0u8; 16];
+        block.copy_from_slice(chunk);
+        let cipher_block = block;
+        aes.decrypt(&mut block);
+        for ((c, b), p) in chunk.iter_mut().zip(&block).zip(&prev) {
+            *c = b ^ p;
+        }
+        prev = cipher_block;
+    }
+}
+
 fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
@@ -361,16 +390,7 @@ impl OutboundSa {
                 iv[..8].copy_from_slice(&seq.to_be_bytes());
                 aes.encrypt(&mut iv);
                 out[HEADER_LEN..body_start].copy_from_slice(&iv);
-                let mut prev = iv;
-                for chunk in out[body_start..body_end].chunks_exact_mut(16) {
-                    let mut block = [0u8; 16];
-                    for ((b, p), c) in block.iter_mut().zip(&prev).zip(chunk.iter()) {
-                        *b = p ^ c;
-                    }
-                    aes.encrypt(&mut block);
-                    chunk.copy_from_slice(&block);
-                    prev = block;
-                }
+                cbc_encrypt(aes, iv, &mut out[body_start..body_end]);
                 let tag = cbc_icv(hmac, &out[..body_end], seq, self.esn);
                 out[body_end..].copy_from_slice(&tag.as_ref()[..*icv_len]);
             }
@@ -411,9 +431,20 @@ pub struct Opened {
 impl InboundSa {
     /// An SA receiving on our `spi`.
     pub fn new(spi: u32, esn: bool, keys: &SaKeys) -> Result<InboundSa, KeyError> {
+        InboundSa::with_replay_window(spi, esn, super::replay::WINDOW, keys)
+    }
+
+    /// An SA receiving on our `spi` with an anti-replay window of `window`
+    /// packets (32..=1024).
+    pub fn with_replay_window(
+        spi: u32,
+        esn: bool,
+        window: u64,
+        keys: &SaKeys,
+    ) -> Result<InboundSa, KeyError> {
         Ok(InboundSa {
             spi,
-            replay: ReplayWindow::new(esn),
+            replay: ReplayWindow::with_size(esn, window),
             esn,
             cipher: Cipher::new(keys)?,
         })
@@ -462,18 +493,9 @@ impl InboundSa {
                 if !ct_eq(&tag.as_ref()[..*icv_len], &packet[body_end..]) {
                     return Err(OpenError::Integrity);
                 }
-                let mut prev = [0u8; 16];
-                prev.copy_from_slice(&packet[HEADER_LEN..body_start]);
-                for chunk in packet[body_start..body_end].chunks_exact_mut(16) {
-                    let mut block = [0u8; 16];
-                    block.copy_from_slice(chunk);
-                    let cipher_block = block;
-                    aes.decrypt(&mut block);
-                    for ((c, b), p) in chunk.iter_mut().zip(&block).zip(&prev) {
-                        *c = b ^ p;
-                    }
-                    prev = cipher_block;
-                }
+                let mut iv = [0u8; 16];
+                iv.copy_from_slice(&packet[HEADER_LEN..body_start]);
+                cbc_decrypt(aes, iv, &mut packet[body_start..body_end]);
             }
         }
         if !self.replay.accept(seq) {
@@ -528,6 +550,41 @@ mod tests {
             OutboundSa::new(0x1234_5678, esn, &k).unwrap(),
             InboundSa::new(0x1234_5678, esn, &k).unwrap(),
         )
+    }
+
+    fn unhex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    /// RFC 3602 §4, cases #1 and #2: the AES-CBC the ESP SAs use.
+    #[test]
+    fn aes_cbc_matches_rfc3602_vectors() {
+        for (key, iv, plain, cipher) in [
+            (
+                "06a9214036b8a15b512e03d534120006",
+                "3dafba429d9eb430b422da802c9fac41",
+                b"Single block msg".to_vec(),
+                "e353779c1079aeb82708942dbe77181a",
+            ),
+            (
+                "c286696d887c9aa0611bbb3e2025a45a",
+                "562e17996d093d28ddb3ba695a2e6f58",
+                (0u8..32).collect(),
+                "d296cd94c2cccf8a3a863028b5e1dc0a7586602d253cfff91b8266bea6d61ab1",
+            ),
+        ] {
+            let aes = Aes::new(&unhex(key)).unwrap();
+            let mut iv_bytes = [0u8; 16];
+            iv_bytes.copy_from_slice(&unhex(iv));
+            let mut data = plain.clone();
+            cbc_encrypt(&aes, iv_bytes, &mut data);
+            assert_eq!(data, unhex(cipher));
+            cbc_decrypt(&aes, iv_bytes, &mut data);
+            assert_eq!(data, plain);
+        }
     }
 
     #[test]
