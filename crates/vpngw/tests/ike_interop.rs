@@ -358,4 +358,34 @@ for port in (500, 4500):
         lab.charon().established()
     });
     lab.wait_log("vpngw to install the child SA", "child SA installed");
+    // The garbage was counted, by reason, not logged one by one.
+    let vpngw = lab.vpngw.as_mut().unwrap();
+    vpngw.stop();
+    let log = vpngw.log();
+    // `IKE stopped counters=DriverCounters { .., endpoint: Counters { malformed: N, .. } }`
+    // and `port 4500 counters unknown_spi=N malformed=N ike=N`.
+    let number_after = |text: &str, key: &str| -> u64 {
+        text.split(key)
+            .nth(1)
+            .and_then(|r| {
+                r.split(|c: char| !c.is_ascii_digit())
+                    .find(|n| !n.is_empty())
+            })
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    let ike_line = log
+        .lines()
+        .find(|l| l.contains("IKE stopped"))
+        .unwrap_or_default();
+    let endpoint = ike_line.split("endpoint:").nth(1).unwrap_or_default();
+    let on_500 = number_after(endpoint, "malformed:") + number_after(endpoint, "unknown_spi:");
+    let natt_line = log
+        .lines()
+        .find(|l| l.contains("port 4500 counters"))
+        .unwrap_or_default();
+    let on_4500 = number_after(natt_line, "unknown_spi=") + number_after(natt_line, "malformed=");
+    println!("dropped garbage: {on_500} on port 500, {on_4500} on port 4500");
+    assert!(on_500 >= 50, "port 500 garbage not counted:\n{log}");
+    assert!(on_4500 >= 50, "port 4500 garbage not counted:\n{log}");
 }

@@ -100,6 +100,8 @@ pub struct DriverCounters {
     pub esp_unhandled: u64,
     /// Send errors (unreachable peer, no route).
     pub send_errors: u64,
+    /// What the endpoint dropped or accepted, by reason.
+    pub endpoint: crate::ike::endpoint::Counters,
 }
 
 /// Runs the endpoint on `sockets` until `stop` turns true; then deletes
@@ -152,6 +154,7 @@ pub async fn run(
                 if r.is_err() || *stop.borrow() {
                     endpoint.close_all(Instant::now());
                     flush(&mut endpoint, &sockets, &events, &mut counters).await;
+                    counters.endpoint = endpoint.counters();
                     return Ok(counters);
                 }
             }
