@@ -20,6 +20,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 pub mod bird;
+pub mod bird_peer;
 pub mod lab;
 pub mod netns;
 pub mod process;

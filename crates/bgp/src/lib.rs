@@ -10,13 +10,32 @@
 //! - [`decision`]: the decision process (RFC 4271 §9.1), ECMP sets, and why a
 //!   path lost.
 //! - [`policy`]: the gateway's policy — own prefixes refused, own ASN in the
-//!   path, max prefixes, prefix lists, prepend, transit.
+//!   path, prefix lists, what a peer would refuse.
+//! - [`config`]: the speaker's and peers' configuration, cloud profiles, and
+//!   the checks that refuse or warn.
+//! - [`speaker`]: the pure core the daemon drives: every session, the RIBs
+//!   and the policy, emitting route and peer events.
 //! - [`driver`]: TCP listener/connector bound to the tunnel addresses; the
 //!   only I/O in this crate.
 
+pub mod config;
 pub mod decision;
 pub mod driver;
 pub mod policy;
 pub mod rib;
 pub mod session;
+pub mod speaker;
 pub mod wire;
+
+pub use config::{PeerConfig, Profile, SpeakerConfig, Timers};
+pub use speaker::{Event, Output, Speaker};
+
+/// A peer of the speaker: its index in [`SpeakerConfig::peers`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PeerId(pub usize);
+
+impl std::fmt::Display for PeerId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "peer#{}", self.0)
+    }
+}

@@ -502,14 +502,14 @@ fn connection(
         cx,
         &k("ike_lifetime"),
         rc.ike_lifetime.unwrap_or(28_800),
-        300,
+        10,
         86_400,
     )?;
     let child_lifetime = secs(
         cx,
         &k("child_lifetime"),
         rc.child_lifetime.unwrap_or(27_000),
-        300,
+        10,
         86_400,
     )?;
     let child_lifetime_bytes = rc.child_lifetime_bytes.unwrap_or(102_400_000 * 1024);

@@ -66,6 +66,9 @@ fn sa_config(c: &Connection) -> SaConfig {
         retransmit_tries: RETRANSMIT_TRIES,
         // Our ESP runs in user space over UDP 4500 only.
         force_encap: true,
+        ike_lifetime: c.ike_lifetime,
+        child_lifetime: c.child_lifetime,
+        child_lifetime_bytes: c.child_lifetime_bytes,
     }
 }
 
@@ -242,7 +245,11 @@ impl State {
                     }
                 }
             }
-            Event::Established(_) | Event::Closed(_) => {}
+            // Make before break: the new pair is installed (inbound first,
+            // outbound switched); the old inbound SA stays until its
+            // ChildDeleted.
+            Event::ChildRekeyed { new, .. } => self.install(conn, &new, e.peer),
+            Event::Established(_) | Event::IkeRekeyed { .. } | Event::Closed(_) => {}
         }
     }
 
@@ -338,6 +345,22 @@ fn log_event(names: &[String], conn: vpngw_tunnel::ike::endpoint::ConnId, event:
             spi_out = %format_args!("{spi_out:08x}"),
             "child SA deleted"
         ),
+        Event::ChildRekeyed {
+            old_spi_in,
+            old_spi_out,
+            new,
+        } => info!(
+            connection = name,
+            old_spi_in = %format_args!("{old_spi_in:08x}"),
+            old_spi_out = %format_args!("{old_spi_out:08x}"),
+            spi_in = %format_args!("{:08x}", new.spi_in),
+            spi_out = %format_args!("{:08x}", new.spi_out),
+            algorithms = ?new.algorithms,
+            "child SA rekeyed"
+        ),
+        Event::IkeRekeyed { spi_i, spi_r } => {
+            info!(connection = name, spi_i = ?spi_i, spi_r = ?spi_r, "IKE SA rekeyed")
+        }
         Event::Closed(reason) => warn!(connection = name, "IKE SA closed: {reason}"),
     }
 }

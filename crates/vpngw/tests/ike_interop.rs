@@ -1,6 +1,9 @@
 //! vpngw's IKEv2 against strongSwan (charon with kernel-libipsec), both
 //! directions, for the suites the issue names, and the failures a user
 //! meets first: a wrong PSK, no common proposal, garbage on the ports.
+//! Rekeying both ways: strongSwan forcing a child and an IKE rekey
+//! (`swanctl --rekey`), and vpngw rekeying at its (short) soft lifetimes,
+//! with and without PFS.
 //!
 //! ```text
 //!   [gw] vpngw  192.0.2.1/24 ---- veth ---- 192.0.2.2/24  charon [peer]
@@ -35,6 +38,7 @@ fn vpngw_config(
     esp: &str,
     initiate: bool,
     psk: &str,
+    extra: &str,
 ) -> std::path::PathBuf {
     let psk_path = dir.write("vpngw.psk", psk);
     std::fs::set_permissions(&psk_path, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -53,6 +57,7 @@ initiate = {initiate}
 ike_proposals = ["{ike}"]
 esp_proposals = ["{esp}"]
 static_routes = ["10.2.0.0/24"]
+{extra}
 "#,
             psk = psk_path.display()
         ),
@@ -78,7 +83,12 @@ impl Interop {
     }
 
     fn start_vpngw(&mut self, ike: &str, esp: &str, initiate: bool, psk: &str) {
-        let conf = vpngw_config(&self.dir, ike, esp, initiate, psk);
+        self.start_vpngw_with(ike, esp, initiate, psk, "");
+    }
+
+    /// With `extra` lines in the connection's section.
+    fn start_vpngw_with(&mut self, ike: &str, esp: &str, initiate: bool, psk: &str, extra: &str) {
+        let conf = vpngw_config(&self.dir, ike, esp, initiate, psk, extra);
         let conf = conf.to_str().unwrap().to_string();
         self.vpngw = Some(Proc::spawn(
             &self.gw,
@@ -388,4 +398,170 @@ for port in (500, 4500):
     println!("dropped garbage: {on_500} on port 500, {on_4500} on port 4500");
     assert!(on_500 >= 50, "port 500 garbage not counted:\n{log}");
     assert!(on_4500 >= 50, "port 4500 garbage not counted:\n{log}");
+}
+
+/// The SPIs `swanctl --list-sas` shows: the IKE SA's (`spii_i* spir_r`)
+/// and the child's inbound and outbound ones.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct SwanSpis {
+    ike: String,
+    child_in: Vec<String>,
+    child_out: Vec<String>,
+}
+
+fn swan_spis(sas: &str) -> SwanSpis {
+    let ike = sas
+        .lines()
+        .find(|l| l.contains("ESTABLISHED"))
+        .and_then(|l| l.split(", ").last())
+        .unwrap_or_default()
+        .to_string();
+    let spi = |prefix: &str| -> Vec<String> {
+        sas.lines()
+            .map(str::trim)
+            .filter(|l| l.starts_with(prefix))
+            .filter_map(|l| l.split_whitespace().nth(1))
+            .map(|s| s.trim_end_matches(',').to_string())
+            .collect()
+    };
+    SwanSpis {
+        ike,
+        child_in: spi("in "),
+        child_out: spi("out "),
+    }
+}
+
+/// Ok(list-sas) once strongSwan shows one ESTABLISHED IKE SA and one
+/// INSTALLED child, and `changed` says the SPIs are the new ones.
+fn settled(lab: &Interop, changed: impl Fn(&SwanSpis) -> bool) -> Result<String, String> {
+    let sas = lab.charon().list_sas();
+    let one_ike = sas.matches("ESTABLISHED").count() == 1;
+    let one_child = sas.matches("INSTALLED").count() == 1
+        && !sas.contains("REKEYED")
+        && !sas.contains("DELETING")
+        && !sas.contains("REKEYING");
+    if one_ike && one_child && changed(&swan_spis(&sas)) {
+        Ok(sas)
+    } else {
+        Err(sas)
+    }
+}
+
+fn count_in(log: &str, needle: &str) -> usize {
+    log.matches(needle).count()
+}
+
+/// strongSwan (the initiator) forces a child rekey, then an IKE rekey;
+/// vpngw answers both and the tunnel stays up with new SPIs.
+fn strongswan_forces_rekeys(ike: &str, esp: &str) {
+    let mut lab = Interop::new();
+    lab.start_vpngw(ike, esp, false, PSK);
+    lab.start_charon(ike, esp, true, PSK);
+    let sas = wait_until("strongSwan to report the SAs up", SETUP, || {
+        lab.charon().established()
+    });
+    lab.wait_log("vpngw to install the child SA", "child SA installed");
+    let before = swan_spis(&sas);
+    println!("before the child rekey:\n{sas}");
+
+    lab.charon().swanctl(&["--rekey", "--child", "site"]);
+    let sas = wait_until("the child to be rekeyed", SETUP, || {
+        settled(&lab, |s| {
+            s.child_in != before.child_in && s.child_out != before.child_out && s.ike == before.ike
+        })
+    });
+    println!("after swanctl --rekey --child site:\n{sas}");
+    let log = lab.wait_log("vpngw to delete the old child", "child SA deleted");
+    assert!(log.contains("child SA rekeyed"), "{log}");
+    let after_child = swan_spis(&sas);
+    // vpngw's new inbound SPI is strongSwan's new outbound one.
+    assert!(
+        log.contains(&format!("spi_in={}", after_child.child_out[0])),
+        "{log}\n{sas}"
+    );
+
+    lab.charon().swanctl(&["--rekey", "--ike", "site"]);
+    let sas = wait_until("the IKE SA to be rekeyed", SETUP, || {
+        settled(&lab, |s| {
+            s.ike != before.ike && s.child_in == after_child.child_in
+        })
+    });
+    println!("after swanctl --rekey --ike site:\n{sas}");
+    let log = lab.wait_log("vpngw to log the IKE rekey", "IKE SA rekeyed");
+    assert!(!log.contains("IKE SA closed"), "{log}");
+    // The new IKE SA carries on: another child rekey over it.
+    lab.charon().swanctl(&["--rekey", "--child", "site"]);
+    let sas = wait_until("the child to be rekeyed on the new IKE SA", SETUP, || {
+        settled(&lab, |s| s.child_in != after_child.child_in)
+    });
+    println!("after a second child rekey:\n{sas}");
+    let log = lab.vpngw_log();
+    assert_eq!(count_in(&log, "child SA rekeyed"), 2, "{log}");
+    assert!(!log.contains("IKE SA closed"), "{log}");
+    println!("vpngw log:\n{log}");
+}
+
+#[test]
+fn strongswan_forces_child_and_ike_rekey() {
+    strongswan_forces_rekeys(SUITE.0, SUITE.1);
+}
+
+#[test]
+fn strongswan_forces_child_and_ike_rekey_with_pfs() {
+    strongswan_forces_rekeys("aes256-sha384-ecp384", "aes256-sha384-ecp384");
+}
+
+/// vpngw rekeys the child and the IKE SA itself at its soft lifetimes
+/// (child 10 s, IKE 15 s: rekeys at about 8.5–9 s and 12.75–13.5 s).
+fn vpngw_rekeys_at_its_lifetimes(ike: &str, esp: &str, vpngw_initiates: bool) {
+    let mut lab = Interop::new();
+    let lifetimes = "ike_lifetime = 15\nchild_lifetime = 10\n";
+    if vpngw_initiates {
+        lab.start_charon(ike, esp, false, PSK);
+        lab.start_vpngw_with(ike, esp, true, PSK, lifetimes);
+    } else {
+        lab.start_vpngw_with(ike, esp, false, PSK, lifetimes);
+        lab.start_charon(ike, esp, true, PSK);
+    }
+    let sas = wait_until("strongSwan to report the SAs up", SETUP, || {
+        lab.charon().established()
+    });
+    println!("before:\n{sas}");
+    let before = swan_spis(&sas);
+    let log = wait_until(
+        "vpngw to rekey the child twice and the IKE SA",
+        Duration::from_secs(40),
+        || {
+            let log = lab.vpngw_log();
+            if count_in(&log, "child SA rekeyed") >= 2 && log.contains("IKE SA rekeyed") {
+                Ok(log)
+            } else {
+                Err(log)
+            }
+        },
+    );
+    let sas = wait_until("strongSwan to settle on the new SAs", SETUP, || {
+        settled(&lab, |s| {
+            s.ike != before.ike && s.child_in != before.child_in
+        })
+    });
+    println!("after:\n{sas}");
+    println!("vpngw log:\n{log}");
+    assert!(!log.contains("IKE SA closed"), "{log}");
+    assert!(count_in(&log, "child SA deleted") >= 2, "{log}");
+    let charon = lab.charon().log();
+    assert!(
+        charon.contains("rekeyed") || charon.contains("rekeying"),
+        "strongSwan saw the rekeys:\n{charon}"
+    );
+}
+
+#[test]
+fn vpngw_rekeys_at_its_lifetimes_without_pfs() {
+    vpngw_rekeys_at_its_lifetimes(SUITE.0, SUITE.1, false);
+}
+
+#[test]
+fn vpngw_rekeys_at_its_lifetimes_with_pfs() {
+    vpngw_rekeys_at_its_lifetimes("aes256-sha384-ecp384", "aes256-sha384-ecp384", true);
 }

@@ -6,7 +6,8 @@
 //! receiving side of port 4500 (ESP is its business) and forwards the IKE
 //! messages it finds there through a channel ([`IkeSockets::attach_datapath`]);
 //! otherwise this driver reads 4500 itself and counts the ESP it cannot use.
-//! NAT keepalives are ignored.
+//! NAT keepalives that arrive are ignored; the endpoint's own go out as the
+//! bare octet 0xFF (no marker).
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -65,6 +66,13 @@ impl IkeSockets {
         } else {
             self.ike.send_to(data, remote).await?;
         }
+        Ok(())
+    }
+
+    /// A NAT keepalive (RFC 3948 §2.3): the single octet 0xFF from port
+    /// 4500, without the non-ESP marker.
+    async fn send_keepalive(&self, remote: SocketAddr) -> io::Result<()> {
+        self.natt.send_to(&[0xFF], remote).await?;
         Ok(())
     }
 }
@@ -180,6 +188,11 @@ async fn flush(
         match out {
             EndpointOutput::Transmit(t) => {
                 if sockets.send(t.local, t.remote, &t.data).await.is_err() {
+                    counters.send_errors += 1;
+                }
+            }
+            EndpointOutput::NatKeepalive { local: _, remote } => {
+                if sockets.send_keepalive(remote).await.is_err() {
                     counters.send_errors += 1;
                 }
             }

@@ -11,13 +11,29 @@
 //! Datagrams that are not IKE, come from no configured peer or match no SA
 //! are dropped and counted ([`Counters`]), never answered with anything
 //! that could be used for reflection.
+//!
+//! Rekeying: an [`IkeSa`] turns itself into its rekeyed successor in place
+//! (RFC 7296 §2.18), so one object stays one connection's SA. The endpoint
+//! indexes it by its current local SPI (re-indexed when a rekey changes it)
+//! and routes the SPIs of the predecessor finishing its DELETE (and of the
+//! SAs of a rekey collision) to it as aliases
+//! ([`IkeSa::other_local_spis`]).
+//!
+//! COOKIE (§2.6): while more than [`Endpoint::set_cookie_threshold`]
+//! responder SAs are half open, an IKE_SA_INIT request without a valid
+//! cookie is answered statelessly with `N(COOKIE)`, where the cookie is
+//! `version | HMAC-SHA256(secret, Ni | IPi | SPIi)` under a secret drawn
+//! from the [`Random`] passed in and replaced every [`COOKIE_SECRET_LIFETIME`]
+//! (the previous one stays valid for one more period).
 
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use super::sa::{Event, IkeSa, Output, Random, SaConfig, Status, Transmit};
-use super::wire::{ExchangeType, Header, IkeSpi};
+use ring::hmac;
+
+use super::sa::{Event, IkeSa, Output, Phase, Random, SaConfig, Status, Transmit};
+use super::wire::{ExchangeType, Flags, Header, IkeSpi, Message, Notify, NotifyType, Payload};
 
 /// Index of a connection in the endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -27,12 +43,25 @@ pub struct ConnId(pub usize);
 pub const RESTART_DELAY: Duration = Duration::from_secs(2);
 /// The longest wait between attempts (the delay doubles up to this).
 pub const RESTART_DELAY_MAX: Duration = Duration::from_secs(30);
+/// Half-open responder SAs beyond which IKE_SA_INIT requests must carry a
+/// cookie, by default.
+pub const COOKIE_THRESHOLD: usize = 64;
+/// How long one cookie secret is used.
+pub const COOKIE_SECRET_LIFETIME: Duration = Duration::from_secs(120);
 
 /// What the endpoint produced.
 #[derive(Debug)]
 pub enum EndpointOutput {
     /// A datagram to send.
     Transmit(Transmit),
+    /// A NAT keepalive (RFC 3948 §2.3): send the single octet 0xFF from
+    /// `local` (port 4500) to `remote`, without the non-ESP marker.
+    NatKeepalive {
+        /// Our address and port.
+        local: SocketAddr,
+        /// The peer's.
+        remote: SocketAddr,
+    },
     /// Something happened on a connection.
     Event(ConnId, Event),
 }
@@ -49,6 +78,8 @@ pub struct Counters {
     pub unknown_spi: u64,
     /// Processed by an SA.
     pub accepted: u64,
+    /// IKE_SA_INIT requests answered with a COOKIE challenge.
+    pub cookie_challenges: u64,
 }
 
 struct Conn {
@@ -63,12 +94,26 @@ struct Conn {
     restart_delay: Duration,
 }
 
+/// The secret behind our cookies, and its predecessor.
+struct CookieSecret {
+    version: u8,
+    key: hmac::Key,
+    previous: Option<(u8, hmac::Key)>,
+    expires: Instant,
+}
+
 /// Every connection's IKE SAs.
 pub struct Endpoint {
     conns: Vec<Conn>,
+    /// Each SA under its current local SPI.
     sas: HashMap<IkeSpi, (ConnId, IkeSa)>,
+    /// Local SPIs of rekeyed predecessors (and collision SAs) → the SA
+    /// object that answers for them.
+    aliases: HashMap<IkeSpi, IkeSpi>,
     outputs: VecDeque<EndpointOutput>,
     counters: Counters,
+    cookie_threshold: usize,
+    cookie_secret: Option<CookieSecret>,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -93,9 +138,18 @@ impl Endpoint {
         Endpoint {
             conns: Vec::new(),
             sas: HashMap::new(),
+            aliases: HashMap::new(),
             outputs: VecDeque::new(),
             counters: Counters::default(),
+            cookie_threshold: COOKIE_THRESHOLD,
+            cookie_secret: None,
         }
+    }
+
+    /// Demands a cookie (§2.6) from new initiators while more than
+    /// `threshold` responder SAs are half open (default [`COOKIE_THRESHOLD`]).
+    pub fn set_cookie_threshold(&mut self, threshold: usize) {
+        self.cookie_threshold = threshold;
     }
 
     /// Adds a connection between `local` and `remote` (IKE port 500 on
@@ -160,13 +214,42 @@ impl Endpoint {
         sas.chain(restarts).min()
     }
 
+    /// `conn`'s current SA.
+    fn current_mut(&mut self, conn: ConnId) -> Option<&mut IkeSa> {
+        let spi = self.conns.get(conn.0).and_then(|c| c.current)?;
+        self.sas.get_mut(&spi).map(|(_, sa)| sa)
+    }
+
     /// ESP arrived on `conn`'s child SA: the peer is alive.
     pub fn note_inbound_traffic(&mut self, conn: ConnId, now: Instant) {
-        if let Some(spi) = self.conns.get(conn.0).and_then(|c| c.current) {
-            if let Some((_, sa)) = self.sas.get_mut(&spi) {
-                sa.note_inbound_traffic(now);
-            }
+        if let Some(sa) = self.current_mut(conn) {
+            sa.note_inbound_traffic(now);
         }
+    }
+
+    /// The datapath's byte count of `conn`'s current child SA; past the
+    /// soft byte lifetime the child is rekeyed (see
+    /// [`IkeSa::note_child_bytes`]).
+    pub fn note_child_bytes(&mut self, conn: ConnId, now: Instant, bytes: u64) {
+        if let Some(sa) = self.current_mut(conn) {
+            sa.note_child_bytes(now, bytes);
+        }
+    }
+
+    /// Forces a rekey of `conn`'s child SA ([`IkeSa::rekey_child`]).
+    pub fn rekey_child(&mut self, conn: ConnId, now: Instant, rng: &mut dyn Random) {
+        if let Some(sa) = self.current_mut(conn) {
+            sa.rekey_child(now, rng);
+        }
+        self.drain_at(now);
+    }
+
+    /// Forces a rekey of `conn`'s IKE SA ([`IkeSa::rekey_ike`]).
+    pub fn rekey_ike(&mut self, conn: ConnId, now: Instant, rng: &mut dyn Random) {
+        if let Some(sa) = self.current_mut(conn) {
+            sa.rekey_ike(now, rng);
+        }
+        self.drain_at(now);
     }
 
     /// Deletes every SA (clean shutdown): DELETE is sent for established ones.
@@ -185,7 +268,7 @@ impl Endpoint {
     pub fn handle_timeout(&mut self, now: Instant, rng: &mut dyn Random) {
         for (_, sa) in self.sas.values_mut() {
             if sa.poll_timeout().is_some_and(|t| t <= now) {
-                sa.handle_timeout(now);
+                sa.handle_timeout(now, rng);
             }
         }
         for i in 0..self.conns.len() {
@@ -222,6 +305,7 @@ impl Endpoint {
         } else {
             header.spi_i
         };
+        let ours = self.aliases.get(&ours).copied().unwrap_or(ours);
         if let Some((_, sa)) = self.sas.get_mut(&ours) {
             self.counters.accepted += 1;
             sa.handle(now, remote, datagram, rng);
@@ -262,19 +346,139 @@ impl Endpoint {
             self.counters.unknown_peer += 1;
             return;
         };
+        let half_open = self
+            .sas
+            .values()
+            .filter(|(_, sa)| sa.phase() == Phase::InitReplied)
+            .count();
+        if half_open >= self.cookie_threshold
+            && !self.cookie_ok(now, local, remote, header, datagram, rng)
+        {
+            return;
+        }
         self.counters.accepted += 1;
         let sa = IkeSa::respond(self.conns[i].cfg.clone(), local, remote, datagram, now, rng);
         self.sas.insert(sa.local_spi(), (ConnId(i), sa));
     }
 
+    /// Whether an IKE_SA_INIT request carries a valid cookie; if not, it is
+    /// answered with a fresh one (statelessly) and dropped.
+    fn cookie_ok(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        header: &Header,
+        datagram: &[u8],
+        rng: &mut dyn Random,
+    ) -> bool {
+        let Ok(message) = Message::decode(datagram) else {
+            self.counters.malformed += 1;
+            return false;
+        };
+        let Some(ni) = message.payloads.iter().find_map(|p| {
+            if let Payload::Nonce(n) = p {
+                Some(n.as_slice())
+            } else {
+                None
+            }
+        }) else {
+            self.counters.malformed += 1;
+            return false;
+        };
+        let secret = self.cookie_secret(now, rng);
+        let presented = message.payloads.iter().find_map(|p| {
+            if let Payload::Notify(n) = p {
+                (n.notify_type == NotifyType::COOKIE).then_some(n.data.as_slice())
+            } else {
+                None
+            }
+        });
+        if presented.is_some_and(|c| cookie_valid(secret, c, ni, remote.ip(), header.spi_i)) {
+            return true;
+        }
+        let cookie = make_cookie(secret.version, &secret.key, ni, remote.ip(), header.spi_i);
+        let challenge = Message {
+            header: Header {
+                spi_i: header.spi_i,
+                spi_r: IkeSpi::ZERO,
+                exchange_type: ExchangeType::IKE_SA_INIT,
+                flags: Flags::RESPONSE,
+                message_id: 0,
+            },
+            payloads: vec![Payload::Notify(Notify::new(NotifyType::COOKIE, cookie))],
+        };
+        if let Ok(data) = challenge.encode() {
+            self.counters.cookie_challenges += 1;
+            self.outputs.push_back(EndpointOutput::Transmit(Transmit {
+                local,
+                remote,
+                data,
+            }));
+        }
+        false
+    }
+
+    /// The current cookie secret, replaced when it is too old.
+    fn cookie_secret(&mut self, now: Instant, rng: &mut dyn Random) -> &CookieSecret {
+        let secret = match self.cookie_secret.take() {
+            Some(s) if now < s.expires => s,
+            old => {
+                let mut bytes = zeroize::Zeroizing::new([0u8; 32]);
+                rng.fill(bytes.as_mut_slice());
+                CookieSecret {
+                    version: old.as_ref().map_or(0, |s| s.version.wrapping_add(1)),
+                    key: hmac::Key::new(hmac::HMAC_SHA256, bytes.as_slice()),
+                    previous: old.map(|s| (s.version, s.key)),
+                    expires: now + COOKIE_SECRET_LIFETIME,
+                }
+            }
+        };
+        self.cookie_secret.insert(secret)
+    }
+
+    /// Re-indexes SAs whose local SPI a rekey changed and rebuilds the
+    /// aliases of their predecessors' SPIs.
+    fn reindex(&mut self) {
+        let moved: Vec<(IkeSpi, IkeSpi)> = self
+            .sas
+            .iter()
+            .filter(|(key, (_, sa))| sa.local_spi() != **key)
+            .map(|(key, (_, sa))| (*key, sa.local_spi()))
+            .collect();
+        for (old, new) in moved {
+            if self.sas.contains_key(&new) {
+                continue;
+            }
+            if let Some(entry) = self.sas.remove(&old) {
+                self.sas.insert(new, entry);
+                for c in &mut self.conns {
+                    if c.current == Some(old) {
+                        c.current = Some(new);
+                    }
+                }
+            }
+        }
+        self.aliases.clear();
+        for (key, (_, sa)) in &self.sas {
+            for other in sa.other_local_spis() {
+                self.aliases.insert(other, *key);
+            }
+        }
+    }
+
     /// Moves the SAs' outputs out, tracks which SA is current per
     /// connection, removes closed SAs and schedules restarts.
     fn drain_at(&mut self, now: Instant) {
+        self.reindex();
         let mut closed = Vec::new();
         for (spi, (conn, sa)) in &mut self.sas {
             while let Some(o) = sa.poll_output() {
                 match o {
                     Output::Transmit(t) => self.outputs.push_back(EndpointOutput::Transmit(t)),
+                    Output::NatKeepalive { local, remote } => self
+                        .outputs
+                        .push_back(EndpointOutput::NatKeepalive { local, remote }),
                     Output::Event(e) => {
                         if let Event::Established(_) = e {
                             if let Some(c) = self.conns.get_mut(conn.0) {
@@ -334,5 +538,47 @@ impl Endpoint {
         if superseded {
             self.drain_at(now);
         }
+        self.reindex();
     }
 }
+
+/// `version | HMAC-SHA256(secret, Ni | IPi | SPIi)`.
+fn make_cookie(version: u8, key: &hmac::Key, ni: &[u8], ip: IpAddr, spi_i: IkeSpi) -> Vec<u8> {
+    let mut ctx = hmac::Context::with_key(key);
+    ctx.update(ni);
+    match ip {
+        IpAddr::V4(a) => ctx.update(&a.octets()),
+        IpAddr::V6(a) => ctx.update(&a.octets()),
+    }
+    ctx.update(&spi_i.0);
+    let mut cookie = vec![version];
+    cookie.extend_from_slice(ctx.sign().as_ref());
+    cookie
+}
+
+/// Whether `cookie` is one of ours for this request, under the current or
+/// the previous secret (compared in constant time).
+fn cookie_valid(
+    secret: &CookieSecret,
+    cookie: &[u8],
+    ni: &[u8],
+    ip: IpAddr,
+    spi_i: IkeSpi,
+) -> bool {
+    let Some((&version, _)) = cookie.split_first() else {
+        return false;
+    };
+    let key = if version == secret.version {
+        &secret.key
+    } else if let Some((_, key)) = secret.previous.as_ref().filter(|(v, _)| *v == version) {
+        key
+    } else {
+        return false;
+    };
+    let expected = make_cookie(version, key, ni, ip, spi_i);
+    crate::ike::crypto::ct_eq(&expected, cookie)
+}
+
+#[cfg(test)]
+#[path = "endpoint_tests.rs"]
+mod tests;

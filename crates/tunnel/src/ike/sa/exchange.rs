@@ -1,5 +1,6 @@
 //! The exchanges of an IKE SA: building requests and processing messages
 //! for IKE_SA_INIT (§1.2), IKE_AUTH (§1.2, §2.15) and INFORMATIONAL (§1.4).
+//! CREATE_CHILD_SA is in [`super::rekey`].
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -22,12 +23,12 @@ use crate::ike::wire::{
 use super::Random;
 
 /// Nonce length we send: 32 bytes, at least half the PRF key size (§2.10).
-const NONCE_LEN: usize = 32;
+pub(super) const NONCE_LEN: usize = 32;
 
 /// How many INVALID_KE_PAYLOAD or COOKIE round trips we accept in setup.
-const MAX_INIT_RETRIES: u32 = 3;
+pub(super) const MAX_INIT_RETRIES: u32 = 3;
 
-fn to_wire(t: &WireTransform) -> Transform {
+pub(super) fn to_wire(t: &WireTransform) -> Transform {
     match t.key_bits {
         Some(bits) => Transform::with_key_len(t.kind, t.id, bits),
         None => Transform::new(t.kind, t.id),
@@ -42,12 +43,12 @@ fn from_wire(t: &Transform) -> WireTransform {
     }
 }
 
-fn offered(p: &Proposal) -> Vec<WireTransform> {
+pub(super) fn offered(p: &Proposal) -> Vec<WireTransform> {
     p.transforms.iter().map(from_wire).collect()
 }
 
 /// The transforms of a chosen IKE proposal, one per type.
-fn ike_chosen(algs: &IkeAlgorithms) -> Vec<Transform> {
+pub(super) fn ike_chosen(algs: &IkeAlgorithms) -> Vec<Transform> {
     let mut t = vec![
         Transform::with_key_len(transform_type::ENCR, algs.encr.id(), algs.encr.key_bits()),
         Transform::new(transform_type::PRF, algs.prf.id()),
@@ -60,7 +61,7 @@ fn ike_chosen(algs: &IkeAlgorithms) -> Vec<Transform> {
 }
 
 /// The transforms of a chosen ESP proposal, one per type.
-fn esp_chosen(algs: &EspAlgorithms) -> Vec<Transform> {
+pub(super) fn esp_chosen(algs: &EspAlgorithms) -> Vec<Transform> {
     let mut t = vec![Transform::with_key_len(
         transform_type::ENCR,
         algs.encr.id(),
@@ -94,7 +95,7 @@ fn describe_ours_esp(sa: &IkeSa) -> String {
         .join(", ")
 }
 
-fn describe_theirs(proposals: &[Proposal]) -> String {
+pub(super) fn describe_theirs(proposals: &[Proposal]) -> String {
     proposals
         .iter()
         .map(|p| describe(&offered(p)))
@@ -102,7 +103,7 @@ fn describe_theirs(proposals: &[Proposal]) -> String {
         .join(", ")
 }
 
-fn random_bytes(rng: &mut dyn Random, len: usize) -> Vec<u8> {
+pub(super) fn random_bytes(rng: &mut dyn Random, len: usize) -> Vec<u8> {
     let mut v = vec![0u8; len];
     rng.fill(&mut v);
     v
@@ -110,7 +111,7 @@ fn random_bytes(rng: &mut dyn Random, len: usize) -> Vec<u8> {
 
 /// A DH private value for `group`; retried in the (rare) case the random
 /// bytes are not a valid scalar.
-fn new_ke(group: DhGroup, rng: &mut dyn Random) -> Option<KeyExchange> {
+pub(super) fn new_ke(group: DhGroup, rng: &mut dyn Random) -> Option<KeyExchange> {
     (0..8).find_map(|_| {
         let secret = zeroize::Zeroizing::new(random_bytes(rng, secret_len(group)));
         KeyExchange::new(group, &secret).ok()
@@ -162,7 +163,7 @@ fn nat_detected(sa: &IkeSa, header: &Header, payloads: &[Payload], from: SocketA
     sa.cfg.force_encap || peer_behind_nat || we_behind_nat
 }
 
-fn notifies(payloads: &[Payload]) -> impl Iterator<Item = &Notify> {
+pub(super) fn notifies(payloads: &[Payload]) -> impl Iterator<Item = &Notify> {
     payloads.iter().filter_map(|p| {
         if let Payload::Notify(n) = p {
             Some(n)
@@ -172,25 +173,25 @@ fn notifies(payloads: &[Payload]) -> impl Iterator<Item = &Notify> {
     })
 }
 
-fn notify_of(payloads: &[Payload], t: NotifyType) -> Option<&Notify> {
+pub(super) fn notify_of(payloads: &[Payload], t: NotifyType) -> Option<&Notify> {
     notifies(payloads).find(|n| n.notify_type == t)
 }
 
 /// The parts of a message the initial exchanges use, found by type.
 #[derive(Default)]
-struct Parts<'a> {
-    sa: &'a [Proposal],
-    ke: Option<&'a KePayload>,
-    nonce: Option<&'a [u8]>,
+pub(super) struct Parts<'a> {
+    pub(super) sa: &'a [Proposal],
+    pub(super) ke: Option<&'a KePayload>,
+    pub(super) nonce: Option<&'a [u8]>,
     idi: Option<&'a Identification>,
     idr: Option<&'a Identification>,
     auth: Option<&'a Authentication>,
-    tsi: &'a [TrafficSelector],
-    tsr: &'a [TrafficSelector],
+    pub(super) tsi: &'a [TrafficSelector],
+    pub(super) tsr: &'a [TrafficSelector],
 }
 
 impl<'a> Parts<'a> {
-    fn of(payloads: &'a [Payload]) -> Parts<'a> {
+    pub(super) fn of(payloads: &'a [Payload]) -> Parts<'a> {
         let mut parts = Parts::default();
         for p in payloads {
             if let Payload::Sa(list) = p {
@@ -216,11 +217,11 @@ impl<'a> Parts<'a> {
 }
 
 /// The first error notify in a response, if any.
-fn error_notify(payloads: &[Payload]) -> Option<&Notify> {
+pub(super) fn error_notify(payloads: &[Payload]) -> Option<&Notify> {
     notifies(payloads).find(|n| n.notify_type.is_error())
 }
 
-fn notify_name(t: NotifyType) -> String {
+pub(super) fn notify_name(t: NotifyType) -> String {
     t.name()
         .map_or_else(|| format!("notify {}", t.0), str::to_string)
 }
@@ -787,8 +788,8 @@ pub(super) fn handle_auth_request(
     )
     .map_err(|e| Drop::Close(CloseReason::Protocol(format!("child key derivation: {e}"))))?;
     sa.respond_encrypted(ExchangeType::IKE_AUTH, mid, &response)?;
-    let child = sa.child_sa(child_keys, spi_in, spi_out, algs, tsr, tsi);
-    established(sa, now, child);
+    let child = sa.child_sa(false, child_keys, spi_in, spi_out, algs, tsr, tsi);
+    established(sa, now, child, rng);
     Ok(())
 }
 
@@ -797,6 +798,7 @@ pub(super) fn handle_auth_response(
     sa: &mut IkeSa,
     payloads: &[Payload],
     now: Instant,
+    rng: &mut dyn Random,
 ) -> Result<(), Drop> {
     if let Some(n) = error_notify(payloads) {
         return Err(Drop::Close(match n.notify_type {
@@ -891,6 +893,7 @@ pub(super) fn handle_auth_response(
     .map_err(|e| Drop::Close(CloseReason::Protocol(format!("child key derivation: {e}"))))?;
     let spi_in = setup.child_spi_in;
     let child = sa.child_sa(
+        true,
         child_keys,
         spi_in,
         spi_out,
@@ -898,15 +901,16 @@ pub(super) fn handle_auth_response(
         tsi.to_vec(),
         tsr.to_vec(),
     );
-    established(sa, now, child);
+    established(sa, now, child, rng);
     Ok(())
 }
 
-fn established(sa: &mut IkeSa, now: Instant, child: super::ChildSa) {
+fn established(sa: &mut IkeSa, now: Instant, child: super::ChildSa, rng: &mut dyn Random) {
     sa.phase = Phase::Established;
     sa.established_at = Some(now);
     sa.setup = None;
-    sa.child = Some((child.spi_in, child.spi_out, child.algorithms));
+    sa.child = Some(sa.track_child(&child, now, rng));
+    sa.arm_ike_lifetime(now, rng);
     if let Some(algs) = sa.algorithms {
         sa.event(Event::Established(algs));
     }
@@ -918,22 +922,20 @@ pub(super) fn handle_informational(
     sa: &mut IkeSa,
     header: &Header,
     payloads: &[Payload],
-    _rng: &mut dyn Random,
+    now: Instant,
+    rng: &mut dyn Random,
 ) -> Result<(), Drop> {
     let mid = header.message_id;
-    let mut response = Vec::new();
+    let mut ours = Vec::new();
     let mut delete_ike = false;
     for p in payloads {
         if let Payload::Delete(d) = p {
             if d.protocol_id == ProtocolId::IKE {
                 delete_ike = true;
             } else if d.protocol_id == ProtocolId::ESP {
-                if let Some((spi_in, spi_out, _)) = sa.child {
-                    if d.spis.contains(&spi_out) {
-                        // §1.4.1: answer with the deletion of our inbound half.
-                        response.push(Payload::Delete(Delete::esp(vec![spi_in])));
-                        sa.child = None;
-                        sa.event(Event::ChildDeleted { spi_in, spi_out });
+                for spi in &d.spis {
+                    if let Some(spi_in) = delete_child(sa, *spi) {
+                        ours.push(spi_in);
                     }
                 }
             }
@@ -941,23 +943,43 @@ pub(super) fn handle_informational(
     }
     if delete_ike {
         sa.respond_encrypted(ExchangeType::INFORMATIONAL, mid, &[])?;
+        if let Some((successor, _)) = sa.successor.take() {
+            // The peer deletes the SA we both rekeyed: the SA its rekey
+            // created is the one that lives on (§2.25.2); ours, if it is
+            // answered after all, goes nowhere.
+            sa.adopt(*successor, false, now, rng);
+            if let Some(old) = sa.retired.last_mut() {
+                old.phase = Phase::Closed;
+            }
+            return Ok(());
+        }
         return Err(Drop::Close(CloseReason::DeletedByPeer));
     }
+    // §1.4.1: answer with the deletion of our inbound halves.
+    let response = if ours.is_empty() {
+        Vec::new()
+    } else {
+        vec![Payload::Delete(Delete::esp(ours))]
+    };
     sa.respond_encrypted(ExchangeType::INFORMATIONAL, mid, &response)
 }
 
-/// CREATE_CHILD_SA is not implemented yet: refuse it cleanly (§1.3).
-pub(super) fn refuse_create_child(
-    sa: &mut IkeSa,
-    header: &Header,
-    _rng: &mut dyn Random,
-) -> Result<(), Drop> {
-    sa.respond_encrypted(
-        ExchangeType::CREATE_CHILD_SA,
-        header.message_id,
-        &[Payload::Notify(Notify::new(
-            NotifyType::NO_ADDITIONAL_SAS,
-            Vec::new(),
-        ))],
-    )
+/// The peer deletes the child whose outbound SPI (its inbound) is `spi`:
+/// returns our inbound SPI of it, after reporting its removal.
+fn delete_child(sa: &mut IkeSa, spi: u32) -> Option<u32> {
+    if let Some(i) = sa.redundant.iter().position(|(_, out)| *out == spi) {
+        // Never installed; we were deleting it ourselves.
+        let (spi_in, _) = sa.redundant.remove(i);
+        return Some(spi_in);
+    }
+    let spi_in = if sa.child.as_ref().is_some_and(|c| c.spi_out == spi) {
+        sa.child.as_ref().map(|c| c.spi_in)
+    } else {
+        sa.retiring
+            .iter()
+            .find(|c| c.spi_out == spi)
+            .map(|c| c.spi_in)
+    }?;
+    sa.child_deleted(spi_in);
+    Some(spi_in)
 }

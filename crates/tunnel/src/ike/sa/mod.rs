@@ -14,23 +14,46 @@
 //! - IKE_SA_INIT and IKE_AUTH in both roles, PSK authentication (§2.15),
 //!   one child SA with 0.0.0.0/0 selectors, narrowed to whatever the peer
 //!   proposes (route-based tunnels);
-//! - COOKIE (§2.6) and INVALID_KE_PAYLOAD (§2.7) retries as initiator;
+//! - COOKIE (§2.6) and INVALID_KE_PAYLOAD (§2.7) retries as initiator (the
+//!   responder's cookie is the endpoint's business, it is stateless);
 //! - NAT detection (§2.23), with NAT-T forced the way strongSwan's
 //!   `encap = yes` does it (a fake source hash), because our ESP always
-//!   travels in UDP 4500; the move to port 4500 after IKE_SA_INIT;
+//!   travels in UDP 4500; the move to port 4500 after IKE_SA_INIT; NAT
+//!   keepalives (RFC 3948 §2.3) after [`NAT_KEEPALIVE_INTERVAL`] of silence;
 //! - reliability (§2.1–2.3): one request in flight, retransmission with
 //!   exponential backoff, responses cached and resent byte for byte for a
 //!   retransmitted request, message IDs checked;
 //! - INFORMATIONAL: liveness checks both ways (DPD), DELETE of the IKE SA
 //!   and of the child SA, INITIAL_CONTACT sent;
+//! - CREATE_CHILD_SA in both roles of the exchange and both IKE roles
+//!   (`rekey`): rekeying the child (§1.3.3, PFS when the ESP proposal has
+//!   DH groups, INVALID_KE_PAYLOAD retried) with make-before-break
+//!   ([`Event::ChildRekeyed`], then the old child's DELETE), and rekeying
+//!   the IKE SA (§1.3.2, §2.18) in place ([`Event::IkeRekeyed`]; see
+//!   `IkeSa::adopt`); simultaneous rekeys resolved by the nonces (§2.8.1,
+//!   §2.8.2), TEMPORARY_FAILURE and CHILD_SA_NOT_FOUND where §2.25 says so;
+//!   a request for an additional child is refused with NO_ADDITIONAL_SAS;
+//! - lifetimes: each SA rekeys itself at its soft lifetime (10% and a
+//!   random 0–5% before the hard one, [`soft_deadline`]), whichever side's
+//!   timer fires first, the child also at 90% of its byte lifetime
+//!   ([`IkeSa::note_child_bytes`]); a rekey that fails is retried, and at
+//!   the hard lifetime the IKE SA is deleted
+//!   ([`CloseReason::LifetimeExpired`]); [`IkeSa::rekey_child`] and
+//!   [`IkeSa::rekey_ike`] force one;
 //! - clear reasons for failure: AUTHENTICATION_FAILED and
 //!   NO_PROPOSAL_CHOSEN (naming what each side offered) both ways.
 //!
-//! Rekeying (CREATE_CHILD_SA) is not implemented yet: a peer's rekey
-//! request is answered with NO_ADDITIONAL_SAS, so the peer keeps the SAs
-//! until their hard lifetime and then re-establishes.
+//! One [`IkeSa`] object stays one connection's SA across IKE rekeys: it
+//! turns itself into the new SA and keeps the old one inside (retired)
+//! until that one's DELETE exchange is over; [`IkeSa::local_spi`] changes
+//! and [`IkeSa::other_local_spis`] names the SPIs it still answers for.
+//!
+//! Known limit: in a child rekey collision, the child our losing exchange
+//! created is never installed, only deleted, so what the peer sends on it
+//! in the round trip before it learns the outcome is lost.
 
 mod exchange;
+mod rekey;
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -82,6 +105,15 @@ pub struct SaConfig {
     pub retransmit_tries: u32,
     /// Claim a NAT so that ESP runs in UDP 4500 even without one.
     pub force_encap: bool,
+    /// The IKE SA's hard lifetime; it is rekeyed at its soft lifetime
+    /// ([`soft_deadline`]: 10% and a random few percent earlier).
+    pub ike_lifetime: Duration,
+    /// The child SA's hard lifetime; rekeyed at its soft lifetime.
+    pub child_lifetime: Duration,
+    /// The child SA's lifetime in bytes (both directions together, as the
+    /// datapath reports them through [`IkeSa::note_child_bytes`]); rekeyed
+    /// at 90% of it.
+    pub child_lifetime_bytes: u64,
 }
 
 impl fmt::Debug for SaConfig {
@@ -93,6 +125,9 @@ impl fmt::Debug for SaConfig {
             .field("esp_proposals", &self.esp_proposals)
             .field("dpd_interval", &self.dpd_interval)
             .field("dpd_timeout", &self.dpd_timeout)
+            .field("ike_lifetime", &self.ike_lifetime)
+            .field("child_lifetime", &self.child_lifetime)
+            .field("child_lifetime_bytes", &self.child_lifetime_bytes)
             .finish_non_exhaustive()
     }
 }
@@ -178,6 +213,12 @@ pub enum CloseReason {
     DeletedByPeer,
     /// We deleted it ([`IkeSa::close`]).
     DeletedLocally,
+    /// The IKE SA or its child SA reached its hard lifetime without being
+    /// rekeyed, and we deleted the IKE SA (a new one replaces it).
+    LifetimeExpired {
+        /// Which SA: "IKE" or "child".
+        sa: &'static str,
+    },
     /// The peer broke the protocol in a way that ends the SA.
     Protocol(String),
 }
@@ -217,6 +258,12 @@ impl fmt::Display for CloseReason {
             CloseReason::DeadPeer => write!(f, "dead peer: no answer to liveness checks"),
             CloseReason::DeletedByPeer => write!(f, "deleted by the peer"),
             CloseReason::DeletedLocally => write!(f, "deleted locally"),
+            CloseReason::LifetimeExpired { sa } => {
+                write!(
+                    f,
+                    "the {sa} SA reached its hard lifetime without being rekeyed"
+                )
+            }
             CloseReason::Protocol(what) => write!(f, "protocol error: {what}"),
         }
     }
@@ -229,12 +276,33 @@ pub enum Event {
     Established(IkeAlgorithms),
     /// A child SA is ready: install it in the datapath.
     ChildInstalled(ChildSa),
+    /// A rekey (CREATE_CHILD_SA, RFC 7296 §1.3.3) replaced the child SA
+    /// `old_spi_in`/`old_spi_out` with `new`: make before break. Install
+    /// the new inbound SA first, then switch outbound to the new SA, and
+    /// keep the old inbound SA until [`Event::ChildDeleted`] names it (the
+    /// peer may still send on it for a moment).
+    ChildRekeyed {
+        /// The replaced child's inbound SPI (still installed).
+        old_spi_in: u32,
+        /// The replaced child's outbound SPI (no longer used).
+        old_spi_out: u32,
+        /// The new child SA.
+        new: ChildSa,
+    },
     /// A child SA is gone: remove it from the datapath.
     ChildDeleted {
         /// Our inbound SPI.
         spi_in: u32,
         /// Our outbound SPI.
         spi_out: u32,
+    },
+    /// The IKE SA was rekeyed (RFC 7296 §2.18): it continues under these
+    /// SPIs with new keys, carrying the child SA over.
+    IkeRekeyed {
+        /// The new SA's initiator SPI (the rekey initiator's).
+        spi_i: IkeSpi,
+        /// The new SA's responder SPI.
+        spi_r: IkeSpi,
     },
     /// The IKE SA (and any child) is gone.
     Closed(CloseReason),
@@ -245,9 +313,25 @@ pub enum Event {
 pub enum Output {
     /// A datagram to send.
     Transmit(Transmit),
+    /// A NAT keepalive (RFC 3948 §2.3): the single octet 0xFF from port
+    /// 4500, without the non-ESP marker.
+    NatKeepalive {
+        /// Our address (port 4500).
+        local: SocketAddr,
+        /// The peer's address.
+        remote: SocketAddr,
+    },
     /// An event.
     Event(Event),
 }
+
+/// A NAT keepalive is sent after this long without sending anything to
+/// the peer (RFC 3948 §2.3 suggests 20 seconds).
+pub const NAT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
+
+/// A rekey that failed (TEMPORARY_FAILURE, no proposal, ...) is tried again
+/// after this long (plus jitter), until the hard lifetime.
+const REKEY_RETRY: Duration = Duration::from_secs(10);
 
 /// Which end of the IKE SA we are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -305,6 +389,29 @@ enum RequestKind {
     Auth,
     Liveness,
     DeleteIke,
+    /// INFORMATIONAL DELETE of the child whose inbound SPI this is.
+    DeleteChild(u32),
+    /// CREATE_CHILD_SA rekeying the child ([`IkeSa::child_rekey`]).
+    RekeyChild,
+    /// CREATE_CHILD_SA rekeying the IKE SA ([`IkeSa::ike_rekey`]).
+    RekeyIke,
+}
+
+/// A child SA pair as the IKE SA keeps track of it (its keys went to the
+/// datapath with the event that installed it).
+#[derive(Debug, Clone)]
+struct Child {
+    spi_in: u32,
+    spi_out: u32,
+    algorithms: EspAlgorithms,
+    ts_local: Vec<TrafficSelector>,
+    ts_remote: Vec<TrafficSelector>,
+    /// The soft lifetime: start a rekey then (None while one is under way).
+    rekey_at: Option<Instant>,
+    /// The hard lifetime.
+    expire_at: Instant,
+    /// Rekey once the datapath reports this many bytes.
+    rekey_bytes: u64,
 }
 
 /// Our one request in flight (window size 1).
@@ -351,7 +458,38 @@ pub struct IkeSa {
     setup: Option<Setup>,
     keys: Option<Keys>,
     algorithms: Option<IkeAlgorithms>,
-    child: Option<(u32, u32, EspAlgorithms)>,
+    /// The child SA in use (outbound traffic goes there).
+    child: Option<Child>,
+    /// Children a rekey replaced, still installed (the peer may still send
+    /// on them) until their DELETE exchange completes, ours or the peer's.
+    retiring: Vec<Child>,
+    /// Children that lost a rekey collision on our side (§2.8.1): never
+    /// installed, deleted by us. (inbound SPI, outbound SPI).
+    redundant: Vec<(u32, u32)>,
+    /// Our CREATE_CHILD_SA rekeying the child, from queued to answered.
+    child_rekey: Option<rekey::ChildRekey>,
+    /// Our CREATE_CHILD_SA rekeying the IKE SA, from queued to answered.
+    ike_rekey: Option<rekey::IkeRekey>,
+    /// The IKE SA the peer's rekey created while ours was in flight (a
+    /// collision, §2.8.2), with the lowest nonce of its exchange; kept until
+    /// our rekey is answered and the nonces decide which survives.
+    successor: Option<(Box<IkeSa>, Vec<u8>)>,
+    /// Predecessors (rekeyed IKE SAs) and redundant SAs of a rekey
+    /// collision, finishing their DELETE exchange. They carry no child.
+    retired: Vec<IkeSa>,
+    /// Set on a retired SA: it is dropped silently at this instant if its
+    /// DELETE has not completed by then.
+    retire_deadline: Option<Instant>,
+    /// The IKE SA's soft lifetime (None while a rekey is under way).
+    ike_rekey_at: Option<Instant>,
+    /// The IKE SA's hard lifetime.
+    ike_expire_at: Option<Instant>,
+    /// Why we are deleting the SA, when not on request ([`IkeSa::close`]).
+    closing_reason: Option<CloseReason>,
+    /// When we last sent anything to the peer (for NAT keepalives), and
+    /// whether something was sent since that was written down.
+    last_sent: Instant,
+    sent: bool,
     established_at: Option<Instant>,
     /// Our next request's message ID.
     next_message_id: u32,
@@ -466,6 +604,18 @@ impl IkeSa {
             keys: None,
             algorithms: None,
             child: None,
+            retiring: Vec::new(),
+            redundant: Vec::new(),
+            child_rekey: None,
+            ike_rekey: None,
+            successor: None,
+            retired: Vec::new(),
+            retire_deadline: None,
+            ike_rekey_at: None,
+            ike_expire_at: None,
+            closing_reason: None,
+            last_sent: now,
+            sent: false,
             established_at: None,
             next_message_id: 0,
             request: None,
@@ -477,12 +627,26 @@ impl IkeSa {
         }
     }
 
-    /// Our SPI: the one the peer puts in our slot of the header.
+    /// Our SPI: the one the peer puts in our slot of the header. It
+    /// changes when the IKE SA is rekeyed (see [`IkeSa::other_local_spis`]).
     pub fn local_spi(&self) -> IkeSpi {
         match self.role {
             Role::Initiator => self.spi_i,
             Role::Responder => self.spi_r,
         }
+    }
+
+    /// Our SPIs of the SAs this one still answers for besides itself: a
+    /// rekeyed predecessor finishing its DELETE, the redundant SA of a
+    /// rekey collision, the SA the peer's rekey created while ours is in
+    /// flight. The endpoint routes datagrams for these SPIs here too.
+    pub fn other_local_spis(&self) -> Vec<IkeSpi> {
+        self.retired
+            .iter()
+            .filter(|r| !r.is_closed())
+            .map(IkeSa::local_spi)
+            .chain(self.successor.as_ref().map(|(s, _)| s.local_spi()))
+            .collect()
     }
 
     /// The current phase.
@@ -513,15 +677,43 @@ impl IkeSa {
             algorithms: self.algorithms,
             established_at: self.established_at,
             nat: self.nat,
-            child: self.child,
+            child: self
+                .child
+                .as_ref()
+                .map(|c| (c.spi_in, c.spi_out, c.algorithms)),
             local: self.local,
             remote: self.remote,
         }
     }
 
-    /// The next output, if any.
+    /// The next output, if any: ours first, then what retired SAs send
+    /// (their events are theirs alone: they carry no child and their end
+    /// is part of a rekey, not news for the daemon).
     pub fn poll_output(&mut self) -> Option<Output> {
-        self.outputs.pop_front()
+        if let Some(o) = self.outputs.pop_front() {
+            return Some(o);
+        }
+        let mut i = 0;
+        while let Some(r) = self.retired.get_mut(i) {
+            while let Some(o) = r.poll_output() {
+                if let Output::Transmit(t) = o {
+                    return Some(Output::Transmit(t));
+                }
+            }
+            if r.is_closed() {
+                self.retired.remove(i);
+            } else {
+                i += 1;
+            }
+        }
+        if let Some((s, _)) = &mut self.successor {
+            while let Some(o) = s.poll_output() {
+                if let Output::Transmit(t) = o {
+                    return Some(Output::Transmit(t));
+                }
+            }
+        }
+        None
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) must be called next.
@@ -529,16 +721,45 @@ impl IkeSa {
         if self.phase == Phase::Closed {
             return None;
         }
-        if let Some(req) = &self.request {
-            return Some(
-                req.next_send
-                    .min(req.first_sent + self.give_up_after(req.kind)),
-            );
-        }
-        if self.phase == Phase::Established {
-            return Some(self.last_heard + self.cfg.dpd_interval);
-        }
-        None
+        let nested = self.retired.iter().filter_map(IkeSa::poll_timeout).min();
+        let own = if let Some(deadline) = self.retire_deadline {
+            let req = self
+                .request
+                .as_ref()
+                .map(|r| r.next_send.min(r.first_sent + self.give_up_after(r.kind)));
+            Some(req.map_or(deadline, |r| r.min(deadline)))
+        } else {
+            let mut t: Option<Instant> = None;
+            let mut at = |x: Option<Instant>| {
+                if let Some(x) = x {
+                    t = Some(t.map_or(x, |t| t.min(x)));
+                }
+            };
+            if let Some(req) = &self.request {
+                at(Some(
+                    req.next_send
+                        .min(req.first_sent + self.give_up_after(req.kind)),
+                ));
+            }
+            if self.phase == Phase::Established {
+                if self.request.is_none() {
+                    at(Some(self.last_heard + self.cfg.dpd_interval));
+                }
+                if !self.is_closing() {
+                    at(self.ike_rekey_at);
+                    at(self.ike_expire_at);
+                    if let Some(c) = &self.child {
+                        at(c.rekey_at);
+                        at(Some(c.expire_at));
+                    }
+                }
+                if self.nat {
+                    at(Some(self.last_sent + NAT_KEEPALIVE_INTERVAL));
+                }
+            }
+            t
+        };
+        [own, nested].into_iter().flatten().min()
     }
 
     /// The datapath saw authentic ESP from the peer: proof of liveness
@@ -549,9 +770,32 @@ impl IkeSa {
         }
     }
 
-    /// Time passed: retransmit, give up, or check liveness.
-    pub fn handle_timeout(&mut self, now: Instant) {
+    /// The datapath's byte count of the current child SA (both directions,
+    /// since it was installed). Past 90% of the configured byte lifetime
+    /// the child is rekeyed at the next [`handle_timeout`](Self::handle_timeout)
+    /// ([`poll_timeout`](Self::poll_timeout) then says `now`).
+    pub fn note_child_bytes(&mut self, now: Instant, bytes: u64) {
+        if let Some(c) = &mut self.child {
+            if bytes >= c.rekey_bytes && c.rekey_at.is_some() {
+                c.rekey_at = Some(now);
+            }
+        }
+    }
+
+    /// Time passed: retransmit, give up, check liveness, rekey at the soft
+    /// lifetimes, end the SA at the hard ones, send NAT keepalives.
+    pub fn handle_timeout(&mut self, now: Instant, rng: &mut dyn Random) {
         if self.phase == Phase::Closed {
+            return;
+        }
+        for r in &mut self.retired {
+            if r.poll_timeout().is_some_and(|t| t <= now) {
+                r.handle_timeout(now, rng);
+            }
+        }
+        if self.retire_deadline.is_some_and(|d| now >= d) {
+            // A retired SA whose DELETE never completed: drop it quietly.
+            self.phase = Phase::Closed;
             return;
         }
         if let Some(req) = &mut self.request {
@@ -560,8 +804,14 @@ impl IkeSa {
             {
                 let reason = match req.kind {
                     RequestKind::Init | RequestKind::Auth => CloseReason::Timeout,
-                    RequestKind::Liveness => CloseReason::DeadPeer,
-                    RequestKind::DeleteIke => CloseReason::DeletedLocally,
+                    RequestKind::Liveness
+                    | RequestKind::DeleteChild(_)
+                    | RequestKind::RekeyChild
+                    | RequestKind::RekeyIke => CloseReason::DeadPeer,
+                    RequestKind::DeleteIke => self
+                        .closing_reason
+                        .take()
+                        .unwrap_or(CloseReason::DeletedLocally),
                 };
                 self.request = None;
                 self.close_with(reason);
@@ -577,11 +827,81 @@ impl IkeSa {
                 let data = req.data.clone();
                 self.transmit(data);
             }
+        }
+        if self.phase != Phase::Established || self.retire_deadline.is_some() || self.is_closing() {
             return;
         }
-        if self.phase == Phase::Established && now >= self.last_heard + self.cfg.dpd_interval {
+        if self.ike_expire_at.is_some_and(|t| now >= t) {
+            self.expire("IKE", now);
+            return;
+        }
+        if self.child.as_ref().is_some_and(|c| now >= c.expire_at) {
+            self.expire("child", now);
+            return;
+        }
+        if self.ike_rekey_at.is_some_and(|t| now >= t) {
+            self.ike_rekey_at = None;
+            rekey::start_ike_rekey(self, now, rng);
+        }
+        if self
+            .child
+            .as_ref()
+            .and_then(|c| c.rekey_at)
+            .is_some_and(|t| now >= t)
+        {
+            if let Some(c) = &mut self.child {
+                c.rekey_at = None;
+            }
+            rekey::start_child_rekey(self, now, rng);
+        }
+        if self.request.is_none() && now >= self.last_heard + self.cfg.dpd_interval {
             self.queue_request(RequestKind::Liveness, now);
         }
+        self.sync_sent(now);
+        if self.nat && now >= self.last_sent + NAT_KEEPALIVE_INTERVAL {
+            self.last_sent = now;
+            self.outputs.push_back(Output::NatKeepalive {
+                local: self.local,
+                remote: self.remote,
+            });
+        }
+    }
+
+    /// Starts a rekey of the child SA now (CREATE_CHILD_SA with REKEY_SA,
+    /// §1.3.3), as the soft lifetime would; for operators who force one.
+    /// Does nothing unless the SA is established with a child and no rekey
+    /// of it is under way.
+    pub fn rekey_child(&mut self, now: Instant, rng: &mut dyn Random) {
+        if self.phase == Phase::Established && self.retire_deadline.is_none() {
+            if let Some(c) = &mut self.child {
+                c.rekey_at = None;
+            }
+            rekey::start_child_rekey(self, now, rng);
+            self.sync_sent(now);
+        }
+    }
+
+    /// Starts a rekey of the IKE SA now (§1.3.2), as the soft lifetime
+    /// would. Does nothing unless the SA is established and no IKE rekey is
+    /// under way.
+    pub fn rekey_ike(&mut self, now: Instant, rng: &mut dyn Random) {
+        if self.phase == Phase::Established && self.retire_deadline.is_none() {
+            self.ike_rekey_at = None;
+            rekey::start_ike_rekey(self, now, rng);
+            self.sync_sent(now);
+        }
+    }
+
+    /// A hard lifetime passed: delete the IKE SA (with its child); the
+    /// endpoint restarts an initiator's connection.
+    fn expire(&mut self, sa: &'static str, now: Instant) {
+        self.ike_expire_at = None;
+        if let Some(c) = &mut self.child {
+            c.rekey_at = None;
+        }
+        self.closing_reason = Some(CloseReason::LifetimeExpired { sa });
+        self.queued.clear();
+        self.queue_request(RequestKind::DeleteIke, now);
     }
 
     /// Deletes the IKE SA (and its child): sends DELETE, then closes when
@@ -591,6 +911,7 @@ impl IkeSa {
             Phase::Established => {
                 self.queued.clear();
                 self.queue_request(RequestKind::DeleteIke, now);
+                self.sync_sent(now);
             }
             Phase::InitSent | Phase::AuthSent | Phase::InitReplied => {
                 self.close_with(CloseReason::DeletedLocally)
@@ -599,8 +920,21 @@ impl IkeSa {
         }
     }
 
+    /// Whether a message with this header belongs to this SA.
+    fn matches(&self, header: &Header) -> bool {
+        // SPIr is learned from the IKE_SA_INIT response, and is still zero
+        // in a retransmitted IKE_SA_INIT request.
+        let spi_r_ok = header.spi_r == self.spi_r
+            || self.phase == Phase::InitSent
+            || (self.role == Role::Responder
+                && header.spi_r.is_zero()
+                && header.exchange_type == ExchangeType::IKE_SA_INIT);
+        header.spi_i == self.spi_i && spi_r_ok
+    }
+
     /// Processes a datagram from `remote` (already matched to this SA by
-    /// its SPIs; without the non-ESP marker).
+    /// its SPIs, or to one of [`other_local_spis`](Self::other_local_spis);
+    /// without the non-ESP marker).
     pub fn handle(
         &mut self,
         now: Instant,
@@ -614,14 +948,8 @@ impl IkeSa {
         let Ok((header, _)) = Header::peek(datagram) else {
             return;
         };
-        // SPIr is learned from the IKE_SA_INIT response, and is still zero
-        // in a retransmitted IKE_SA_INIT request.
-        let spi_r_ok = header.spi_r == self.spi_r
-            || self.phase == Phase::InitSent
-            || (self.role == Role::Responder
-                && header.spi_r.is_zero()
-                && header.exchange_type == ExchangeType::IKE_SA_INIT);
-        if header.spi_i != self.spi_i || !spi_r_ok {
+        if !self.matches(&header) {
+            self.handle_nested(now, remote, &header, datagram, rng);
             return;
         }
         let result = if header.flags.response() {
@@ -633,6 +961,49 @@ impl IkeSa {
             Ok(()) => {}
             Err(Drop::Silently) => {}
             Err(Drop::Close(reason)) => self.close_with(reason),
+        }
+        self.sync_sent(now);
+    }
+
+    /// Everything is sent at the `now` of the call that sent it: note it.
+    fn sync_sent(&mut self, now: Instant) {
+        if self.sent {
+            self.sent = false;
+            self.last_sent = now;
+        }
+    }
+
+    /// A datagram for a retired SA or for the successor a collision left
+    /// pending.
+    fn handle_nested(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        header: &Header,
+        datagram: &[u8],
+        rng: &mut dyn Random,
+    ) {
+        if let Some(r) = self.retired.iter_mut().find(|r| r.matches(header)) {
+            r.handle(now, remote, datagram, rng);
+            return;
+        }
+        let Some((s, _)) = &mut self.successor else {
+            return;
+        };
+        if !s.matches(header) {
+            return;
+        }
+        s.handle(now, remote, datagram, rng);
+        if s.is_closed() {
+            // The peer deleted it: it lost the collision on the peer's side
+            // (§2.8.2). Keep what it still has to send.
+            if let Some((mut s, _)) = self.successor.take() {
+                while let Some(o) = s.poll_output() {
+                    if let Output::Transmit(t) = o {
+                        self.outputs.push_back(Output::Transmit(t));
+                    }
+                }
+            }
         }
     }
 
@@ -656,22 +1027,49 @@ impl IkeSa {
             return Err(Drop::Silently);
         }
         let kind = req.kind;
+        if kind == RequestKind::Init {
+            return exchange::handle_init_response(self, header, datagram, now, rng);
+        }
+        let payloads = self.decrypt(datagram)?;
+        self.heard(now, remote);
+        self.request = None;
         match kind {
-            RequestKind::Init => exchange::handle_init_response(self, header, datagram, now, rng),
-            RequestKind::Auth | RequestKind::Liveness | RequestKind::DeleteIke => {
-                let payloads = self.decrypt(datagram)?;
-                self.heard(now, remote);
-                self.request = None;
-                match kind {
-                    RequestKind::Auth => exchange::handle_auth_response(self, &payloads, now),
-                    RequestKind::Liveness => Ok(()),
-                    RequestKind::DeleteIke => Err(Drop::Close(CloseReason::DeletedLocally)),
-                    RequestKind::Init => Err(Drop::Silently),
-                }?;
-                self.send_queued(now);
-                Ok(())
+            RequestKind::Auth => exchange::handle_auth_response(self, &payloads, now, rng)?,
+            RequestKind::Liveness => {}
+            RequestKind::DeleteIke => {
+                let reason = self
+                    .closing_reason
+                    .take()
+                    .unwrap_or(CloseReason::DeletedLocally);
+                return Err(Drop::Close(reason));
+            }
+            RequestKind::DeleteChild(spi_in) => self.child_deleted(spi_in),
+            RequestKind::RekeyChild => rekey::handle_child_response(self, &payloads, now, rng)?,
+            RequestKind::RekeyIke => rekey::handle_ike_response(self, &payloads, now, rng)?,
+            RequestKind::Init => return Err(Drop::Silently),
+        }
+        self.send_queued(now);
+        Ok(())
+    }
+
+    /// The DELETE exchange of the child with inbound SPI `spi_in` is over
+    /// (either side's): it leaves the datapath.
+    fn child_deleted(&mut self, spi_in: u32) {
+        if let Some(i) = self.retiring.iter().position(|c| c.spi_in == spi_in) {
+            let c = self.retiring.remove(i);
+            self.event(Event::ChildDeleted {
+                spi_in: c.spi_in,
+                spi_out: c.spi_out,
+            });
+        } else if self.child.as_ref().is_some_and(|c| c.spi_in == spi_in) {
+            if let Some(c) = self.child.take() {
+                self.event(Event::ChildDeleted {
+                    spi_in: c.spi_in,
+                    spi_out: c.spi_out,
+                });
             }
         }
+        self.redundant.retain(|(i, _)| *i != spi_in);
     }
 
     fn handle_request(
@@ -723,10 +1121,10 @@ impl IkeSa {
                 exchange::handle_auth_request(self, header, &payloads, now, rng)
             }
             (Phase::Established, ExchangeType::INFORMATIONAL) => {
-                exchange::handle_informational(self, header, &payloads, rng)
+                exchange::handle_informational(self, header, &payloads, now, rng)
             }
             (Phase::Established, ExchangeType::CREATE_CHILD_SA) => {
-                exchange::refuse_create_child(self, header, rng)
+                rekey::handle_request(self, header, &payloads, now, rng)
             }
             _ => Err(Drop::Silently),
         }
@@ -743,23 +1141,40 @@ impl IkeSa {
 
     /// Queues a request of ours, sending it at once if none is in flight.
     fn queue_request(&mut self, kind: RequestKind, now: Instant) {
-        if self.request.is_some() {
-            if !self.queued.contains(&kind) {
-                self.queued.push_back(kind);
-            }
-            return;
+        if !self.queued.contains(&kind) {
+            self.queued.push_back(kind);
         }
-        let payloads = match kind {
-            RequestKind::Liveness => Vec::new(),
-            RequestKind::DeleteIke => vec![Payload::Delete(super::wire::Delete::ike())],
-            RequestKind::Init | RequestKind::Auth => return,
-        };
-        self.send_encrypted_request(kind, ExchangeType::INFORMATIONAL, payloads, now);
+        self.send_queued(now);
     }
 
+    /// Sends the next queued request if none is in flight. A queued rekey
+    /// whose state went away meanwhile (the peer rekeyed first) is skipped.
     fn send_queued(&mut self, now: Instant) {
-        if let Some(kind) = self.queued.pop_front() {
-            self.queue_request(kind, now);
+        while self.request.is_none() && self.phase != Phase::Closed {
+            let Some(kind) = self.queued.pop_front() else {
+                return;
+            };
+            let (exchange, payloads) = match kind {
+                RequestKind::Liveness => (ExchangeType::INFORMATIONAL, Vec::new()),
+                RequestKind::DeleteIke => (
+                    ExchangeType::INFORMATIONAL,
+                    vec![Payload::Delete(super::wire::Delete::ike())],
+                ),
+                RequestKind::DeleteChild(spi_in) => (
+                    ExchangeType::INFORMATIONAL,
+                    vec![Payload::Delete(super::wire::Delete::esp(vec![spi_in]))],
+                ),
+                RequestKind::RekeyChild => match rekey::child_request(self) {
+                    Some(p) => (ExchangeType::CREATE_CHILD_SA, p),
+                    None => continue,
+                },
+                RequestKind::RekeyIke => match rekey::ike_request(self) {
+                    Some(p) => (ExchangeType::CREATE_CHILD_SA, p),
+                    None => continue,
+                },
+                RequestKind::Init | RequestKind::Auth => continue,
+            };
+            self.send_encrypted_request(kind, exchange, payloads, now);
         }
     }
 
@@ -882,6 +1297,7 @@ impl IkeSa {
     }
 
     fn transmit(&mut self, data: Vec<u8>) {
+        self.sent = true;
         self.outputs.push_back(Output::Transmit(Transmit {
             local: self.local,
             remote: self.remote,
@@ -898,14 +1314,97 @@ impl IkeSa {
         if self.phase == Phase::Closed {
             return;
         }
-        if let Some((spi_in, spi_out, _)) = self.child.take() {
-            self.event(Event::ChildDeleted { spi_in, spi_out });
+        let children: Vec<Child> = self
+            .child
+            .take()
+            .into_iter()
+            .chain(self.retiring.drain(..))
+            .collect();
+        for c in children {
+            self.event(Event::ChildDeleted {
+                spi_in: c.spi_in,
+                spi_out: c.spi_out,
+            });
         }
         self.phase = Phase::Closed;
         self.request = None;
         self.queued.clear();
         self.setup = None;
+        self.child_rekey = None;
+        self.ike_rekey = None;
+        self.successor = None;
+        self.redundant.clear();
         self.event(Event::Closed(reason));
+    }
+
+    /// Records a new child SA as the one in use, with its lifetimes.
+    fn track_child(&mut self, child: &ChildSa, now: Instant, rng: &mut dyn Random) -> Child {
+        let lifetime = self.cfg.child_lifetime;
+        let bytes = self.cfg.child_lifetime_bytes;
+        Child {
+            spi_in: child.spi_in,
+            spi_out: child.spi_out,
+            algorithms: child.algorithms,
+            ts_local: child.ts_local.clone(),
+            ts_remote: child.ts_remote.clone(),
+            rekey_at: Some(soft_deadline(now, lifetime, rng)),
+            expire_at: now + lifetime,
+            rekey_bytes: bytes / 10 * 9,
+        }
+    }
+
+    /// Arms the IKE SA's lifetimes (at establishment and after a rekey).
+    fn arm_ike_lifetime(&mut self, now: Instant, rng: &mut dyn Random) {
+        self.ike_rekey_at = Some(soft_deadline(now, self.cfg.ike_lifetime, rng));
+        self.ike_expire_at = Some(now + self.cfg.ike_lifetime);
+    }
+
+    /// Turns this SA into `new`, the IKE SA a rekey created (§2.18), in
+    /// place: the object keeps its identity for the endpoint (which
+    /// re-indexes it under the new [`local_spi`](Self::local_spi)) and its
+    /// outputs, and the connection's state moves over with it (the child
+    /// SAs, queued requests). The old SA becomes a retired SA inside this
+    /// one, answering for its own SPIs until its DELETE exchange is over:
+    /// ours when `delete_old` (we initiated the surviving rekey), otherwise
+    /// the peer's.
+    fn adopt(&mut self, mut new: IkeSa, delete_old: bool, now: Instant, rng: &mut dyn Random) {
+        std::mem::swap(self, &mut new);
+        let mut old = new;
+        self.outputs = std::mem::take(&mut old.outputs);
+        self.child = old.child.take();
+        self.retiring = std::mem::take(&mut old.retiring);
+        self.redundant = std::mem::take(&mut old.redundant);
+        self.child_rekey = old.child_rekey.take();
+        self.retired = std::mem::take(&mut old.retired);
+        self.last_heard = now;
+        self.last_sent = old.last_sent;
+        self.queued = old
+            .queued
+            .drain(..)
+            .filter(|k| !matches!(k, RequestKind::DeleteIke | RequestKind::RekeyIke))
+            .collect();
+        self.arm_ike_lifetime(now, rng);
+        old.ike_rekey = None;
+        old.successor = None;
+        old.ike_rekey_at = None;
+        old.ike_expire_at = None;
+        old.retire(now);
+        if delete_old {
+            old.queue_request(RequestKind::DeleteIke, now);
+            old.sync_sent(now);
+        }
+        self.retired.push(old);
+        self.event(Event::IkeRekeyed {
+            spi_i: self.spi_i,
+            spi_r: self.spi_r,
+        });
+        self.send_queued(now);
+    }
+
+    /// Makes this SA a retired one: no timers but its DELETE's, dropped
+    /// when that exchange is over or after the DPD timeout.
+    fn retire(&mut self, now: Instant) {
+        self.retire_deadline = Some(now + self.cfg.dpd_timeout);
     }
 
     fn give_up_after(&self, kind: RequestKind) -> Duration {
@@ -921,9 +1420,13 @@ impl IkeSa {
         }
     }
 
-    /// The child SA's keys, oriented for us.
+    /// The child SA's keys, oriented for us: `exchange_initiator` says
+    /// whether we initiated the exchange that created it (the KEYMAT's
+    /// first half protects what that exchange's initiator sends, §2.17).
+    #[allow(clippy::too_many_arguments)]
     fn child_sa(
         &self,
+        exchange_initiator: bool,
         keys: ChildKeys,
         spi_in: u32,
         spi_out: u32,
@@ -951,10 +1454,7 @@ impl IkeSa {
             encr_key: encr_r,
             integ_key: integ_r,
         };
-        let (keys_in, keys_out) = match self.role {
-            Role::Initiator => (r, i),
-            Role::Responder => (i, r),
-        };
+        let (keys_in, keys_out) = if exchange_initiator { (r, i) } else { (i, r) };
         ChildSa {
             spi_in,
             spi_out,
@@ -968,11 +1468,26 @@ impl IkeSa {
     }
 }
 
+/// The soft lifetime: 10% before the hard one, and a random 0–5% of the
+/// lifetime earlier still, so that two peers with the same configuration
+/// rarely start rekeying at once (§2.8.1).
+pub fn soft_deadline(now: Instant, lifetime: Duration, rng: &mut dyn Random) -> Instant {
+    let mut b = [0u8; 4];
+    rng.fill(&mut b);
+    let fraction = f64::from(u32::from_be_bytes(b)) / f64::from(u32::MAX);
+    let jitter = (lifetime / 20).mul_f64(fraction);
+    now + lifetime.saturating_sub(lifetime / 10 + jitter)
+}
+
 /// How long a request may go unanswered: setup requests as long as the
-/// retransmissions take, liveness checks the DPD timeout.
+/// retransmissions take, requests of an established SA the DPD timeout.
 fn give_up_after(cfg: &SaConfig, kind: RequestKind) -> Duration {
     match kind {
-        RequestKind::Liveness | RequestKind::DeleteIke => cfg.dpd_timeout,
+        RequestKind::Liveness
+        | RequestKind::DeleteIke
+        | RequestKind::DeleteChild(_)
+        | RequestKind::RekeyChild
+        | RequestKind::RekeyIke => cfg.dpd_timeout,
         RequestKind::Init | RequestKind::Auth => {
             let mut total = Duration::ZERO;
             for i in 0..=cfg.retransmit_tries {

@@ -8,7 +8,9 @@ use zeroize::Zeroizing;
 use super::*;
 use crate::esp::sa::{InboundSa, OutboundSa, NEXT_IPV4};
 use crate::ike::proposal::{parse_esp, parse_ike, DhGroup, Encr};
-use crate::ike::wire::{Flags, Identification, Message, Notify, NotifyType, Payload};
+use crate::ike::wire::{
+    Flags, Identification, Message, Notify, NotifyType, Payload, ProtocolId, Spi,
+};
 
 /// A deterministic RNG: SHA-256 in counter mode over a seed.
 struct TestRng {
@@ -53,6 +55,9 @@ fn config(ike: &str, esp: &str, psk: &str, local: &str, remote: &str) -> SaConfi
         retransmit_timeout: Duration::from_secs(1),
         retransmit_tries: 5,
         force_encap: true,
+        ike_lifetime: Duration::from_secs(24 * 3600),
+        child_lifetime: Duration::from_secs(24 * 3600),
+        child_lifetime_bytes: 1 << 40,
     }
 }
 
@@ -89,12 +94,18 @@ struct Net {
     events_r: Vec<Event>,
     /// Every datagram that was sent, in order: (from initiator?, bytes).
     log: Vec<(bool, Vec<u8>)>,
+    /// NAT keepalives sent: (from initiator?, when).
+    keepalives: Vec<(bool, Instant)>,
 }
 
 impl Net {
     fn new(i_cfg: SaConfig, r_cfg: SaConfig) -> Net {
+        Net::with_seeds(i_cfg, r_cfg, 1, 2)
+    }
+
+    fn with_seeds(i_cfg: SaConfig, r_cfg: SaConfig, seed_i: u64, seed_r: u64) -> Net {
         let now = Instant::now();
-        let mut rng_i = TestRng::new(1);
+        let mut rng_i = TestRng::new(seed_i);
         let i = IkeSa::initiate(i_cfg, addr(I_ADDR), addr(R_ADDR), now, &mut rng_i);
         let mut net = Net {
             now,
@@ -102,11 +113,12 @@ impl Net {
             r: None,
             r_cfg,
             rng_i,
-            rng_r: TestRng::new(2),
+            rng_r: TestRng::new(seed_r),
             wire: Vec::new(),
             events_i: Vec::new(),
             events_r: Vec::new(),
             log: Vec::new(),
+            keepalives: Vec::new(),
         };
         net.collect();
         net
@@ -120,6 +132,7 @@ impl Net {
                     self.log.push((true, t.data.clone()));
                     self.wire.push((true, t));
                 }
+                Output::NatKeepalive { .. } => self.keepalives.push((true, self.now)),
                 Output::Event(e) => self.events_i.push(e),
             }
         }
@@ -130,6 +143,7 @@ impl Net {
                         self.log.push((false, t.data.clone()));
                         self.wire.push((false, t));
                     }
+                    Output::NatKeepalive { .. } => self.keepalives.push((false, self.now)),
                     Output::Event(e) => self.events_r.push(e),
                 }
             }
@@ -189,9 +203,9 @@ impl Net {
             match next {
                 Some(t) if t <= end => {
                     self.now = self.now.max(t);
-                    self.i.handle_timeout(self.now);
+                    self.i.handle_timeout(self.now, &mut self.rng_i);
                     if let Some(r) = &mut self.r {
-                        r.handle_timeout(self.now);
+                        r.handle_timeout(self.now, &mut self.rng_r);
                     }
                     self.collect();
                 }
@@ -617,10 +631,181 @@ fn garbage_and_duplicates_change_nothing() {
     assert!(closed(&net.events_i).is_none());
 }
 
+// ---------------------------------------------------------------------------
+// Rekeying (CREATE_CHILD_SA), lifetimes, NAT keepalives.
+
+const IKE: &str = "aes256gcm16-prfsha256-x25519";
+
+/// What a datapath fed with one side's events holds: every inbound SA
+/// installed and not yet deleted, and the outbound SA in use.
+#[derive(Debug, Default)]
+struct Datapath<'a> {
+    inbound: Vec<&'a ChildSa>,
+    outbound: Option<&'a ChildSa>,
+}
+
+fn datapath(events: &[Event]) -> Datapath<'_> {
+    let mut d = Datapath::default();
+    for e in events {
+        if let Event::ChildInstalled(c) = e {
+            d.inbound.push(c);
+            d.outbound = Some(c);
+        } else if let Event::ChildRekeyed {
+            old_spi_in, new, ..
+        } = e
+        {
+            assert!(
+                d.inbound.iter().any(|c| c.spi_in == *old_spi_in),
+                "a rekey replaces an installed child"
+            );
+            d.inbound.push(new);
+            d.outbound = Some(new);
+        } else if let Event::ChildDeleted { spi_in, spi_out } = e {
+            let before = d.inbound.len();
+            d.inbound.retain(|c| c.spi_in != *spi_in);
+            assert_eq!(d.inbound.len() + 1, before, "deleted {spi_in:08x} once");
+            if d.outbound.is_some_and(|c| c.spi_out == *spi_out) {
+                d.outbound = None;
+            }
+        }
+    }
+    d
+}
+
+/// Both datapaths hold exactly one child, the same pair, and it carries
+/// ESP both ways. Returns the initiator's and the responder's copy.
+fn one_live_child(net: &Net) -> (&ChildSa, &ChildSa) {
+    let (di, dr) = (datapath(&net.events_i), datapath(&net.events_r));
+    assert_eq!(di.inbound.len(), 1, "initiator inbound: {:?}", di.inbound);
+    assert_eq!(dr.inbound.len(), 1, "responder inbound: {:?}", dr.inbound);
+    let (i, r) = (di.inbound[0], dr.inbound[0]);
+    assert_eq!(di.outbound.map(|c| c.spi_out), Some(i.spi_out));
+    assert_eq!(dr.outbound.map(|c| c.spi_out), Some(r.spi_out));
+    assert_esp_works(i, r);
+    let si = net.i.status().child.unwrap();
+    let sr = net.r().status().child.unwrap();
+    assert_eq!(
+        (si.0, si.1),
+        (i.spi_in, i.spi_out),
+        "status follows the child"
+    );
+    assert_eq!((sr.0, sr.1), (r.spi_in, r.spi_out));
+    (i, r)
+}
+
+fn count(events: &[Event], f: impl Fn(&Event) -> bool) -> usize {
+    events.iter().filter(|e| f(e)).count()
+}
+
+fn rekeyed(e: &Event) -> bool {
+    matches!(e, Event::ChildRekeyed { .. })
+}
+
+fn exchanges(net: &Net, t: ExchangeType) -> usize {
+    net.log
+        .iter()
+        .filter(|(_, d)| Header::peek(d).is_ok_and(|(h, _)| h.exchange_type == t))
+        .count()
+}
+
+fn rekey_child_by(net: &mut Net, initiator: bool) {
+    if initiator {
+        net.i.rekey_child(net.now, &mut net.rng_i);
+    } else {
+        let now = net.now;
+        let r = net.r.as_mut().unwrap();
+        r.rekey_child(now, &mut net.rng_r);
+    }
+    net.collect();
+}
+
+fn rekey_ike_by(net: &mut Net, initiator: bool) {
+    if initiator {
+        net.i.rekey_ike(net.now, &mut net.rng_i);
+    } else {
+        let now = net.now;
+        let r = net.r.as_mut().unwrap();
+        r.rekey_ike(now, &mut net.rng_r);
+    }
+    net.collect();
+}
+
 #[test]
-fn peer_rekey_requests_are_refused_cleanly() {
-    let mut net = establish("aes256gcm16-prfsha256-x25519", "aes256gcm16");
-    // The responder asks for a CREATE_CHILD_SA (payloads do not matter).
+fn child_rekey_by_either_side_with_and_without_pfs() {
+    for (esp, pfs) in [
+        ("aes256gcm16", None),
+        ("aes256gcm16-x25519", Some(DhGroup::Curve25519)),
+        ("aes256-sha512-ecp384-esn", Some(DhGroup::Ecp384)),
+    ] {
+        for by_initiator in [true, false] {
+            let mut net = establish(IKE, esp);
+            let (old_i, old_r) = {
+                let (i, r) = one_live_child(&net);
+                (i.spi_in, r.spi_in)
+            };
+            assert_eq!(
+                child(&net.events_i).algorithms.dh,
+                None,
+                "IKE_AUTH has no PFS"
+            );
+            rekey_child_by(&mut net, by_initiator);
+            net.run(Duration::from_secs(5), never);
+            let what = format!("{esp}, rekey by the initiator: {by_initiator}");
+            let (i, r) = one_live_child(&net);
+            let new_i = i.spi_in;
+            assert_ne!(i.spi_in, old_i, "{what}");
+            assert_ne!(r.spi_in, old_r, "{what}");
+            assert_eq!(i.algorithms.dh, pfs, "{what}");
+            assert!(i.udp_encap && r.udp_encap);
+            for events in [&net.events_i, &net.events_r] {
+                assert_eq!(count(events, rekeyed), 1, "{what}");
+                assert!(
+                    events.iter().any(|e| matches!(e,
+                        Event::ChildDeleted { spi_in, .. } if *spi_in == old_i || *spi_in == old_r)),
+                    "{what}: the old child is deleted"
+                );
+                assert!(closed(events).is_none());
+            }
+            // One CREATE_CHILD_SA and one INFORMATIONAL (the delete).
+            assert_eq!(exchanges(&net, ExchangeType::CREATE_CHILD_SA), 2, "{what}");
+            assert_eq!(exchanges(&net, ExchangeType::INFORMATIONAL), 2, "{what}");
+            // And again, on the new child.
+            rekey_child_by(&mut net, !by_initiator);
+            net.run(Duration::from_secs(5), never);
+            let (i2, _) = one_live_child(&net);
+            assert_ne!(i2.spi_in, new_i);
+        }
+    }
+}
+
+#[test]
+fn invalid_ke_during_a_pfs_child_rekey_retries_with_the_group_asked_for() {
+    let (ic, _) = pair_configs(IKE, "aes256gcm16-x25519-ecp256");
+    let (_, rc) = pair_configs(IKE, "aes256gcm16-ecp256");
+    let mut net = Net::new(ic, rc);
+    net.run(Duration::from_secs(5), never);
+    rekey_child_by(&mut net, true);
+    net.run(Duration::from_secs(5), never);
+    let (i, _) = one_live_child(&net);
+    assert_eq!(i.algorithms.dh, Some(DhGroup::Ecp256));
+    // x25519 refused with INVALID_KE_PAYLOAD, then ecp256: two exchanges.
+    let requests = net
+        .log
+        .iter()
+        .filter(|(from_i, d)| {
+            *from_i
+                && Header::peek(d).is_ok_and(|(h, _)| {
+                    h.exchange_type == ExchangeType::CREATE_CHILD_SA && !h.flags.response()
+                })
+        })
+        .count();
+    assert_eq!(requests, 2);
+}
+
+#[test]
+fn additional_child_requests_are_refused_with_no_additional_sas() {
+    let mut net = establish(IKE, "aes256gcm16");
+    // The responder asks for a CREATE_CHILD_SA without REKEY_SA.
     let r = net.r.as_mut().unwrap();
     let mid = r.next_message_id;
     let data = r
@@ -630,10 +815,484 @@ fn peer_rekey_requests_are_refused_cleanly() {
         .handle(net.now, addr("198.51.100.1:4500"), &data, &mut net.rng_i);
     net.collect();
     let (_, t) = net.wire.last().unwrap();
-    let r = net.r.as_ref().unwrap();
-    let payloads = r.decrypt(&t.data).ok().unwrap();
+    let payloads = net.r().decrypt(&t.data).ok().unwrap();
     assert!(
         matches!(&payloads[..], [Payload::Notify(n)] if n.notify_type == NotifyType::NO_ADDITIONAL_SAS)
     );
     assert_eq!(net.i.phase(), Phase::Established);
+}
+
+#[test]
+fn a_rekey_of_an_unknown_child_is_child_sa_not_found() {
+    let mut net = establish(IKE, "aes256gcm16");
+    let r = net.r.as_mut().unwrap();
+    let mid = r.next_message_id;
+    let rekey = Payload::Notify(Notify::with_spi(
+        ProtocolId::ESP,
+        Spi::Child(0x1234_5678),
+        NotifyType::REKEY_SA,
+        Vec::new(),
+    ));
+    let data = r
+        .encrypt(ExchangeType::CREATE_CHILD_SA, r.flags(false), mid, &[rekey])
+        .unwrap();
+    net.i
+        .handle(net.now, addr("198.51.100.1:4500"), &data, &mut net.rng_i);
+    net.collect();
+    let (_, t) = net.wire.last().unwrap();
+    let payloads = net.r().decrypt(&t.data).ok().unwrap();
+    assert!(
+        matches!(&payloads[..], [Payload::Notify(n)] if n.notify_type == NotifyType::CHILD_SA_NOT_FOUND)
+    );
+}
+
+#[test]
+fn a_rekey_of_a_child_being_deleted_is_temporary_failure() {
+    let mut net = establish(IKE, "aes256gcm16");
+    let old_r_spi_in = net.r().status().child.unwrap().0;
+    // The initiator rekeys; its DELETE of the old child is held back.
+    rekey_child_by(&mut net, true);
+    net.deliver(never); // request
+    net.deliver(never); // response; the initiator sends its DELETE
+    assert!(net.wire.iter().any(|(to_r, t)| *to_r
+        && Header::peek(&t.data)
+            .is_ok_and(|(h, _)| h.exchange_type == ExchangeType::INFORMATIONAL)));
+    // Meanwhile the responder asks to rekey the old child.
+    let r = net.r.as_mut().unwrap();
+    let mid = r.next_message_id;
+    let rekey = Payload::Notify(Notify::with_spi(
+        ProtocolId::ESP,
+        Spi::Child(old_r_spi_in),
+        NotifyType::REKEY_SA,
+        Vec::new(),
+    ));
+    let data = r
+        .encrypt(ExchangeType::CREATE_CHILD_SA, r.flags(false), mid, &[rekey])
+        .unwrap();
+    net.i
+        .handle(net.now, addr("198.51.100.1:4500"), &data, &mut net.rng_i);
+    net.collect();
+    let (_, t) = net.wire.last().unwrap();
+    let payloads = net.r().decrypt(&t.data).ok().unwrap();
+    assert!(
+        matches!(&payloads[..], [Payload::Notify(n)] if n.notify_type == NotifyType::TEMPORARY_FAILURE),
+        "{payloads:?}"
+    );
+}
+
+#[test]
+fn ike_rekey_by_either_side_then_liveness_and_child_rekey_on_the_new_sa() {
+    for by_initiator in [true, false] {
+        let mut net = establish(IKE, "aes256gcm16-x25519");
+        let old = (net.i.status().spi_i, net.i.status().spi_r);
+        let child_before = one_live_child(&net).0.spi_in;
+        rekey_ike_by(&mut net, by_initiator);
+        net.run(Duration::from_secs(5), never);
+        let (si, sr) = (net.i.status(), net.r().status());
+        assert_eq!((si.spi_i, si.spi_r), (sr.spi_i, sr.spi_r), "both on one SA");
+        assert_ne!(si.spi_i, old.0);
+        assert_ne!(si.spi_r, old.1);
+        assert_eq!(si.phase, Phase::Established);
+        // The rekey initiator is the new SA's original initiator (§2.18).
+        let expect = if by_initiator {
+            (Role::Initiator, Role::Responder)
+        } else {
+            (Role::Responder, Role::Initiator)
+        };
+        assert_eq!((si.role, sr.role), expect);
+        assert_eq!(
+            net.i.local_spi(),
+            if by_initiator { si.spi_i } else { si.spi_r }
+        );
+        for events in [&net.events_i, &net.events_r] {
+            assert_eq!(
+                count(events, |e| matches!(e, Event::IkeRekeyed { spi_i, spi_r }
+                    if (*spi_i, *spi_r) == (si.spi_i, si.spi_r))),
+                1
+            );
+            assert!(closed(events).is_none(), "{:?}", closed(events));
+        }
+        // The child lives on unchanged; the old SA is gone (its DELETE done).
+        assert_eq!(one_live_child(&net).0.spi_in, child_before);
+        assert!(net.i.other_local_spis().is_empty());
+        assert!(net.r().other_local_spis().is_empty());
+        // Liveness checks run on the new SA, and a child rekey uses its SK_d.
+        let before = net.log.len();
+        net.run(Duration::from_secs(60), never);
+        // Message IDs restart at 0 on the new SA.
+        let first_on_new = net
+            .log
+            .iter()
+            .filter_map(|(_, d)| Header::peek(d).ok().map(|(h, _)| h))
+            .find(|h| h.spi_i == si.spi_i)
+            .unwrap();
+        assert_eq!(first_on_new.message_id, 0);
+        assert_eq!(net.i.phase(), Phase::Established);
+        assert!(net.log[before..]
+            .iter()
+            .any(|(_, d)| Header::peek(d).is_ok_and(|(h, _)| {
+                h.exchange_type == ExchangeType::INFORMATIONAL && h.spi_i == si.spi_i
+            })));
+        rekey_child_by(&mut net, !by_initiator);
+        net.run(Duration::from_secs(5), never);
+        let (i, _) = one_live_child(&net);
+        assert_ne!(i.spi_in, child_before);
+        // And the new SA rekeys again.
+        rekey_ike_by(&mut net, by_initiator);
+        net.run(Duration::from_secs(5), never);
+        assert_ne!(net.i.status().spi_i, si.spi_i);
+        assert_eq!(net.i.status().spi_i, net.r().status().spi_i);
+        assert!(closed(&net.events_i).is_none() && closed(&net.events_r).is_none());
+    }
+}
+
+/// Runs a collision with several seeds so that each side wins sometimes.
+#[test]
+fn simultaneous_child_rekey_leaves_exactly_one_new_child() {
+    let mut winners = std::collections::HashSet::new();
+    for seed in 0..8 {
+        let (ic, rc) = pair_configs(IKE, "aes256gcm16-x25519");
+        let mut net = Net::with_seeds(ic, rc, 10 + seed, 20 + seed);
+        net.run(Duration::from_secs(5), never);
+        let (old_i, old_r) = {
+            let (i, r) = one_live_child(&net);
+            (i.spi_in, r.spi_in)
+        };
+        // Both requests are on the wire before either is delivered.
+        net.i.rekey_child(net.now, &mut net.rng_i);
+        rekey_child_by(&mut net, false);
+        net.collect();
+        assert_eq!(net.wire.len(), 2);
+        net.run(Duration::from_secs(5), never);
+        let (i, r) = one_live_child(&net);
+        assert!(i.spi_in != old_i && r.spi_in != old_r, "seed {seed}");
+        // Who created the survivor: its inbound SPI at the initiator came
+        // from the initiator's own request or from its answer.
+        let i_created = net
+            .events_i
+            .iter()
+            .rev()
+            .find_map(|e| match e {
+                Event::ChildRekeyed { new, .. } if new.spi_in == i.spi_in => Some(true),
+                Event::ChildInstalled(_)
+                | Event::ChildRekeyed { .. }
+                | Event::ChildDeleted { .. }
+                | Event::Established(_)
+                | Event::IkeRekeyed { .. }
+                | Event::Closed(_) => None,
+            })
+            .is_some();
+        winners.insert(i_created);
+        assert!(closed(&net.events_i).is_none() && closed(&net.events_r).is_none());
+        // Nothing left to clean up on either side.
+        for sa in [&net.i, net.r()] {
+            assert!(sa.retiring.is_empty() && sa.redundant.is_empty() && sa.child_rekey.is_none());
+        }
+        // The survivor rekeys normally afterwards.
+        rekey_child_by(&mut net, true);
+        net.run(Duration::from_secs(5), never);
+        one_live_child(&net);
+    }
+    assert!(!winners.is_empty());
+}
+
+#[test]
+fn simultaneous_child_rekey_both_outcomes_of_the_nonce_comparison() {
+    // Which side's exchange holds the lowest nonce depends on the random
+    // bytes; over these seeds both happen.
+    let mut i_won = 0;
+    let mut r_won = 0;
+    for seed in 0..16 {
+        let (ic, rc) = pair_configs(IKE, "aes256gcm16");
+        let mut net = Net::with_seeds(ic, rc, 100 + seed, 200 + seed);
+        net.run(Duration::from_secs(5), never);
+        net.i.rekey_child(net.now, &mut net.rng_i);
+        rekey_child_by(&mut net, false);
+        net.collect();
+        net.run(Duration::from_secs(5), never);
+        one_live_child(&net);
+        // The loser deleted its own new child: it sent a DELETE naming an
+        // SPI that never reached its datapath.
+        let installed_i: Vec<u32> = net
+            .events_i
+            .iter()
+            .filter_map(|e| {
+                if let Event::ChildRekeyed { new, .. } = e {
+                    Some(new.spi_in)
+                } else {
+                    None
+                }
+            })
+            .collect();
+        let installed_r: Vec<u32> = net
+            .events_r
+            .iter()
+            .filter_map(|e| {
+                if let Event::ChildRekeyed { new, .. } = e {
+                    Some(new.spi_in)
+                } else {
+                    None
+                }
+            })
+            .collect();
+        // The winner installed both new children, the loser one.
+        match (installed_i.len(), installed_r.len()) {
+            (2, 1) => i_won += 1,
+            (1, 2) => r_won += 1,
+            other => panic!("seed {seed}: {other:?}"),
+        }
+    }
+    assert!(i_won > 0 && r_won > 0, "i won {i_won}, r won {r_won}");
+}
+
+#[test]
+fn simultaneous_ike_rekey_leaves_exactly_one_new_sa() {
+    let mut outcomes = std::collections::HashSet::new();
+    for seed in 0..12 {
+        let (ic, rc) = pair_configs(IKE, "aes256gcm16-x25519");
+        let mut net = Net::with_seeds(ic, rc, 300 + seed, 400 + seed);
+        net.run(Duration::from_secs(5), never);
+        let old = net.i.status().spi_i;
+        net.i.rekey_ike(net.now, &mut net.rng_i);
+        rekey_ike_by(&mut net, false);
+        net.collect();
+        assert_eq!(net.wire.len(), 2);
+        net.run(Duration::from_secs(5), never);
+        let (si, sr) = (net.i.status(), net.r().status());
+        assert_eq!((si.spi_i, si.spi_r), (sr.spi_i, sr.spi_r), "seed {seed}");
+        assert_ne!(si.spi_i, old);
+        outcomes.insert(si.role == Role::Initiator);
+        assert!(net.i.other_local_spis().is_empty(), "seed {seed}");
+        assert!(net.r().other_local_spis().is_empty(), "seed {seed}");
+        assert!(closed(&net.events_i).is_none() && closed(&net.events_r).is_none());
+        assert_eq!(
+            count(&net.events_i, |e| matches!(e, Event::IkeRekeyed { .. })),
+            1
+        );
+        assert_eq!(
+            count(&net.events_r, |e| matches!(e, Event::IkeRekeyed { .. })),
+            1
+        );
+        // Consistent keys: the child rekeys over the survivor, and liveness works.
+        rekey_child_by(&mut net, false);
+        net.run(Duration::from_secs(60), never);
+        assert_eq!(net.i.phase(), Phase::Established);
+        assert_eq!(net.r().phase(), Phase::Established);
+        one_live_child(&net);
+    }
+    assert_eq!(outcomes.len(), 2, "each side's rekey won for some seed");
+}
+
+#[test]
+fn lost_rekey_messages_are_retransmitted() {
+    for ike in [false, true] {
+        let mut net = establish(IKE, "aes256gcm16-x25519");
+        let old = net.i.status().spi_i;
+        let child_before = one_live_child(&net).0.spi_in;
+        if ike {
+            rekey_ike_by(&mut net, true);
+        } else {
+            rekey_child_by(&mut net, true);
+        }
+        // Lose the first request and the first response, and the first
+        // DELETE request that follows.
+        let (mut req, mut resp, mut del) = (0, 0, 0);
+        net.run(Duration::from_secs(30), |to_r, d| {
+            let Ok((h, _)) = Header::peek(d) else {
+                return false;
+            };
+            if h.exchange_type == ExchangeType::CREATE_CHILD_SA {
+                if to_r && req == 0 {
+                    req += 1;
+                    return true;
+                }
+                if !to_r && resp == 0 {
+                    resp += 1;
+                    return true;
+                }
+            }
+            if h.exchange_type == ExchangeType::INFORMATIONAL && to_r && del == 0 {
+                del += 1;
+                return true;
+            }
+            false
+        });
+        assert_eq!((req, resp, del), (1, 1, 1));
+        let (i, _) = one_live_child(&net);
+        if ike {
+            assert_ne!(net.i.status().spi_i, old);
+            assert_eq!(net.i.status().spi_i, net.r().status().spi_i);
+            assert!(net.r().other_local_spis().is_empty());
+        } else {
+            assert_ne!(i.spi_in, child_before);
+        }
+        // The responder processed the request once.
+        let n = if ike {
+            count(&net.events_r, |e| matches!(e, Event::IkeRekeyed { .. }))
+        } else {
+            count(&net.events_r, rekeyed)
+        };
+        assert_eq!(n, 1);
+        assert!(closed(&net.events_i).is_none() && closed(&net.events_r).is_none());
+    }
+}
+
+#[test]
+fn the_soft_lifetime_rekeys_with_jitter_and_the_sa_lives_on() {
+    let (mut ic, mut rc) = pair_configs(IKE, "aes256gcm16-x25519");
+    for c in [&mut ic, &mut rc] {
+        c.child_lifetime = Duration::from_secs(100);
+        c.ike_lifetime = Duration::from_secs(300);
+    }
+    let mut net = Net::new(ic, rc);
+    net.run(Duration::from_secs(5), never);
+    let start = net.now;
+    // Step through time and note when each rekey happened.
+    let mut child_rekeys = Vec::new();
+    let mut ike_rekeys = Vec::new();
+    let (mut seen_child, mut seen_ike) = (0, 0);
+    while net.now < start + Duration::from_secs(700) {
+        net.run(Duration::from_secs(1), never);
+        net.now += Duration::from_secs(1);
+        net.run(Duration::ZERO, never);
+        let c = count(&net.events_i, rekeyed);
+        if c > seen_child {
+            seen_child = c;
+            child_rekeys.push(net.now - start);
+        }
+        let k = count(&net.events_i, |e| matches!(e, Event::IkeRekeyed { .. }));
+        if k > seen_ike {
+            seen_ike = k;
+            ike_rekeys.push(net.now - start);
+        }
+    }
+    assert!(
+        closed(&net.events_i).is_none(),
+        "{:?}",
+        closed(&net.events_i)
+    );
+    assert!(closed(&net.events_r).is_none());
+    // Child: every 85..90 s (10% margin, up to 5% jitter), never the hard 100 s.
+    assert!(child_rekeys.len() >= 7, "{child_rekeys:?}");
+    let mut last = Duration::ZERO;
+    for t in &child_rekeys {
+        let gap = *t - last;
+        assert!(
+            gap >= Duration::from_secs(84) && gap <= Duration::from_secs(91),
+            "{child_rekeys:?}"
+        );
+        last = *t;
+    }
+    // Not all at the same offset: jitter.
+    let gaps: std::collections::HashSet<u64> = child_rekeys
+        .windows(2)
+        .map(|w| (w[1] - w[0]).as_secs())
+        .collect();
+    assert!(gaps.len() > 1, "{child_rekeys:?}");
+    // IKE: at 255..270 s, then again.
+    assert!(ike_rekeys.len() >= 2, "{ike_rekeys:?}");
+    assert!(
+        ike_rekeys[0] >= Duration::from_secs(254) && ike_rekeys[0] <= Duration::from_secs(271),
+        "{ike_rekeys:?}"
+    );
+    one_live_child(&net);
+}
+
+#[test]
+fn the_hard_lifetime_ends_an_sa_that_cannot_be_rekeyed() {
+    // The responder insists on PFS, the initiator has none: IKE_AUTH works
+    // (no DH there), every CREATE_CHILD_SA fails with NO_PROPOSAL_CHOSEN.
+    let (mut ic, _) = pair_configs(IKE, "aes256gcm16");
+    let (_, mut rc) = pair_configs(IKE, "aes256gcm16-x25519");
+    ic.child_lifetime = Duration::from_secs(60);
+    rc.child_lifetime = Duration::from_secs(600);
+    let mut net = Net::new(ic, rc);
+    net.run(Duration::from_secs(5), never);
+    let start = net.now;
+    net.run(Duration::from_secs(120), never);
+    assert_eq!(
+        closed(&net.events_i),
+        Some(&CloseReason::LifetimeExpired { sa: "child" })
+    );
+    assert_eq!(closed(&net.events_r), Some(&CloseReason::DeletedByPeer));
+    assert!(net.now - start >= Duration::from_secs(60));
+    // It tried at the soft lifetime (and the peer, whose lifetime is
+    // longer, did not get to).
+    assert!(exchanges(&net, ExchangeType::CREATE_CHILD_SA) >= 2);
+    assert_eq!(count(&net.events_i, rekeyed), 0);
+    assert!(closed(&net.events_i)
+        .unwrap()
+        .to_string()
+        .contains("hard lifetime"));
+}
+
+#[test]
+fn an_sa_expiring_with_a_silent_peer_waits_for_its_delete_without_spinning() {
+    let (mut ic, rc) = pair_configs(IKE, "aes256gcm16");
+    ic.child_lifetime = Duration::from_secs(60);
+    let mut net = Net::new(ic, rc);
+    net.run(Duration::from_secs(5), never);
+    let start = net.now;
+    let mut steps = 0;
+    while net.i.phase() != Phase::Closed && net.now < start + Duration::from_secs(300) {
+        let next = net.i.poll_timeout().unwrap();
+        assert!(next > net.now || steps == 0, "poll_timeout in the past");
+        net.now = next.max(net.now);
+        net.i.handle_timeout(net.now, &mut net.rng_i);
+        net.collect();
+        net.wire.clear();
+        steps += 1;
+        assert!(steps < 1000, "spinning");
+    }
+    // The rekey went unanswered: the peer is dead before the DELETE is.
+    assert_eq!(closed(&net.events_i), Some(&CloseReason::DeadPeer));
+}
+
+#[test]
+fn the_byte_lifetime_triggers_a_child_rekey() {
+    let (mut ic, rc) = pair_configs(IKE, "aes256gcm16");
+    ic.child_lifetime_bytes = 1_000_000;
+    let mut net = Net::new(ic, rc);
+    net.run(Duration::from_secs(5), never);
+    net.i.note_child_bytes(net.now, 800_000);
+    assert!(net.i.poll_timeout().unwrap() > net.now, "below 90%");
+    net.i.note_child_bytes(net.now, 950_000);
+    assert_eq!(net.i.poll_timeout(), Some(net.now));
+    net.run(Duration::from_secs(5), never);
+    assert_eq!(count(&net.events_i, rekeyed), 1);
+    one_live_child(&net);
+}
+
+#[test]
+fn nat_keepalives_go_out_after_20_seconds_of_silence() {
+    let (mut ic, mut rc) = pair_configs(IKE, "aes256gcm16");
+    // No DPD in this window, so nothing else is sent.
+    ic.dpd_interval = Duration::from_secs(300);
+    rc.dpd_interval = Duration::from_secs(300);
+    ic.dpd_timeout = Duration::from_secs(400);
+    rc.dpd_timeout = Duration::from_secs(400);
+    let mut net = Net::new(ic, rc);
+    net.run(Duration::from_secs(5), never);
+    let start = net.now;
+    net.run(Duration::from_secs(65), never);
+    let from_i: Vec<Duration> = net
+        .keepalives
+        .iter()
+        .filter(|(i, _)| *i)
+        .map(|(_, t)| *t - start)
+        .collect();
+    assert_eq!(from_i.len(), 3, "{from_i:?}");
+    assert!(from_i[0] <= Duration::from_secs(20));
+    assert_eq!(from_i[1] - from_i[0], NAT_KEEPALIVE_INTERVAL);
+    assert_eq!(net.keepalives.iter().filter(|(i, _)| !*i).count(), 3);
+    // Sending anything else postpones them.
+    net.keepalives.clear();
+    let now = net.now;
+    net.i.rekey_child(now, &mut net.rng_i);
+    net.collect();
+    net.run(Duration::from_secs(19), never);
+    assert!(net
+        .keepalives
+        .iter()
+        .all(|(_, t)| *t - now >= Duration::from_secs(19)));
 }

@@ -1,0 +1,944 @@
+//! The speaker: every peer's session, the RIBs and the policy, as one pure
+//! state machine the driver (or a test) feeds with time and bytes.
+//!
+//! The contract is the session's, one level up: [`Speaker::handle`] takes a
+//! peer's [`Input`], [`Speaker::handle_timeout`] fires timers,
+//! [`Speaker::poll_output`] drains connections to open, bytes to send,
+//! connections to close and [`Event`]s for the daemon, and
+//! [`Speaker::poll_timeout`] says when to call again.
+//!
+//! Route flow, all at once within one `handle`:
+//!
+//! ```text
+//! UPDATE ─▶ Adj-RIB-In(peer) ─import policy─▶ decision ─▶ Loc-RIB ─▶ Event::BestPath / Withdrawn
+//!                                                              │
+//!                  own prefixes ─────────────────────────────▶ export policy ─▶ Adj-RIB-Out(each peer) ─▶ UPDATE
+//! ```
+//!
+//! Routes learned from one peer reach the others with our ASN prepended
+//! (transit); a session going down removes its routes and the withdrawals
+//! go out in the same call.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+
+use crate::config::{ConfigError, ConfigWarning, PeerConfig, SpeakerConfig};
+use crate::decision::{self, Candidate, PathSource};
+use crate::policy::{ExportRefusal, ImportRefusal, Policy};
+use crate::rib::{
+    AdjRibIn, AdjRibOut, AttributeStore, LocRib, LocRibEntry, NextHop, PathAttributes, Refused,
+    Route,
+};
+use crate::session::{
+    ConnectionId, DownReason, Event as SessionEvent, Input, Negotiated, Output as SessionOutput,
+    SendError, Session, SessionConfig, State, StopReason,
+};
+use crate::wire::{
+    Community, EncodeError, Message, MpReachNlri, MpUnreachNlri, PathAttribute, Update,
+};
+use crate::PeerId;
+
+/// IPv4 prefixes per UPDATE (at most 5 octets each).
+const IPV4_PER_UPDATE: usize = 500;
+/// IPv6 prefixes per UPDATE (at most 17 octets each).
+const IPV6_PER_UPDATE: usize = 150;
+
+/// Something the daemon hears about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A session reached Established.
+    PeerUp {
+        /// The peer.
+        peer: PeerId,
+        /// Its name.
+        name: String,
+        /// Its BGP Identifier.
+        router_id: Ipv4Addr,
+        /// The negotiated hold time.
+        hold_time: u16,
+    },
+    /// A session went down, or an attempt to bring it up failed.
+    PeerDown {
+        /// The peer.
+        peer: PeerId,
+        /// Its name.
+        name: String,
+        /// Why.
+        reason: DownReason,
+        /// Whether it had been Established (its routes are gone).
+        was_established: bool,
+    },
+    /// The best path of a prefix, or its ECMP set, changed.
+    BestPath {
+        /// The prefix.
+        prefix: IpNet,
+        /// The best path.
+        best: Route,
+        /// The next hops of the ECMP set (the best first).
+        next_hops: Vec<NextHop>,
+    },
+    /// No path to the prefix is left.
+    Withdrawn {
+        /// The prefix.
+        prefix: IpNet,
+    },
+    /// Routes from a peer refused by import policy.
+    Refused {
+        /// The peer.
+        peer: PeerId,
+        /// Each prefix and why.
+        routes: Vec<(IpNet, ImportRefusal)>,
+    },
+    /// Routes held back from a peer by export policy.
+    HeldBack {
+        /// The peer.
+        peer: PeerId,
+        /// Each prefix and why.
+        routes: Vec<(IpNet, ExportRefusal)>,
+    },
+}
+
+/// What the speaker asks of the driver, and what it reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Open a TCP connection to the peer (from `local` if given), and
+    /// abandon any attempt still out for it.
+    Connect {
+        /// The peer.
+        peer: PeerId,
+        /// Source address.
+        local: Option<IpAddr>,
+        /// Destination address (port 179).
+        remote: IpAddr,
+    },
+    /// Send octets on a connection.
+    Send {
+        /// The peer.
+        peer: PeerId,
+        /// The connection.
+        connection: ConnectionId,
+        /// Whole messages.
+        bytes: Vec<u8>,
+    },
+    /// Close a connection once what was sent on it is out.
+    Close {
+        /// The peer.
+        peer: PeerId,
+        /// The connection.
+        connection: ConnectionId,
+    },
+    /// An event for the daemon.
+    Event(Event),
+}
+
+#[derive(Debug)]
+struct Peer {
+    config: PeerConfig,
+    session: Session,
+    adj_in: AdjRibIn,
+    adj_out: AdjRibOut,
+    /// Prefixes whose advertisement changed since the last flush.
+    dirty_out: BTreeSet<IpNet>,
+    /// Held-back routes not yet reported.
+    held_events: Vec<(IpNet, ExportRefusal)>,
+    last_down: Option<DownReason>,
+}
+
+/// One peer as seen from outside.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerStatus<'a> {
+    /// Its id.
+    pub id: PeerId,
+    /// Its configuration.
+    pub config: &'a PeerConfig,
+    /// The FSM state.
+    pub state: State,
+    /// What was negotiated, when Established.
+    pub negotiated: Option<&'a Negotiated>,
+    /// Why it last went down.
+    pub last_down: Option<&'a DownReason>,
+    /// What it sent us.
+    pub adj_rib_in: &'a AdjRibIn,
+    /// What we send it.
+    pub adj_rib_out: &'a AdjRibOut,
+}
+
+/// The BGP speaker. See the module documentation.
+#[derive(Debug)]
+pub struct Speaker {
+    local_as: u32,
+    router_id: Ipv4Addr,
+    policy: Policy,
+    peers: Vec<Peer>,
+    store: AttributeStore,
+    loc_rib: LocRib,
+    warnings: Vec<ConfigWarning>,
+    outputs: VecDeque<Output>,
+}
+
+impl Speaker {
+    /// A speaker for `config`, all sessions Idle until [`Speaker::start`].
+    pub fn new(config: SpeakerConfig) -> Result<Self, ConfigError> {
+        let warnings = config.validate()?;
+        let peers = config
+            .peers
+            .into_iter()
+            .map(|pc| {
+                let timers = pc.effective_timers();
+                let session = Session::new(SessionConfig {
+                    local_as: config.local_as,
+                    router_id: config.router_id,
+                    remote_as: pc.remote_as,
+                    passive: pc.passive,
+                    hold_time: timers.hold,
+                    keepalive_time: timers.keepalive,
+                    connect_retry_time: pc.connect_retry,
+                    idle_hold_time: pc.idle_hold,
+                    ipv6: true,
+                });
+                Peer {
+                    config: pc,
+                    session,
+                    adj_in: AdjRibIn::default(),
+                    adj_out: AdjRibOut::default(),
+                    dirty_out: BTreeSet::new(),
+                    held_events: Vec::new(),
+                    last_down: None,
+                }
+            })
+            .collect();
+        Ok(Self {
+            local_as: config.local_as,
+            router_id: config.router_id,
+            policy: Policy {
+                local_as: config.local_as,
+                own_prefixes: config.local_prefixes.into_iter().collect(),
+            },
+            peers,
+            store: AttributeStore::default(),
+            loc_rib: LocRib::default(),
+            warnings,
+            outputs: VecDeque::new(),
+        })
+    }
+
+    /// What the configuration check had to say.
+    pub fn warnings(&self) -> &[ConfigWarning] {
+        &self.warnings
+    }
+
+    /// Our ASN.
+    pub fn local_as(&self) -> u32 {
+        self.local_as
+    }
+
+    /// Our BGP Identifier.
+    pub fn router_id(&self) -> Ipv4Addr {
+        self.router_id
+    }
+
+    /// Starts every session.
+    pub fn start(&mut self, now: Instant) {
+        for i in 0..self.peers.len() {
+            self.handle(now, PeerId(i), Input::Start);
+        }
+    }
+
+    /// Stops one session (the tunnel under it went down, the operator asked,
+    /// ...); it stays down until [`Input::Start`].
+    pub fn stop_peer(&mut self, now: Instant, peer: PeerId, reason: StopReason) {
+        self.handle(
+            now,
+            peer,
+            Input::Stop {
+                reason,
+                restart_after: None,
+            },
+        );
+    }
+
+    /// The peer a connection from `remote` belongs to.
+    pub fn find_peer(&self, remote: IpAddr) -> Option<PeerId> {
+        self.peers
+            .iter()
+            .position(|p| p.config.address == remote)
+            .map(PeerId)
+    }
+
+    /// Every peer's id.
+    pub fn peer_ids(&self) -> impl Iterator<Item = PeerId> {
+        (0..self.peers.len()).map(PeerId)
+    }
+
+    /// One peer's state and RIBs.
+    pub fn peer(&self, id: PeerId) -> Option<PeerStatus<'_>> {
+        let p = self.peers.get(id.0)?;
+        Some(PeerStatus {
+            id,
+            config: &p.config,
+            state: p.session.state(),
+            negotiated: p.session.negotiated(),
+            last_down: p.last_down.as_ref(),
+            adj_rib_in: &p.adj_in,
+            adj_rib_out: &p.adj_out,
+        })
+    }
+
+    /// The Loc-RIB.
+    pub fn loc_rib(&self) -> &LocRib {
+        &self.loc_rib
+    }
+
+    /// How many distinct attribute sets the RIBs share.
+    pub fn attribute_sets(&self) -> usize {
+        self.store.len()
+    }
+
+    /// Feeds an input to one peer's session and runs everything it causes.
+    pub fn handle(&mut self, now: Instant, peer: PeerId, input: Input<'_>) {
+        let Some(p) = self.peers.get_mut(peer.0) else {
+            return;
+        };
+        p.session.handle(now, input);
+        self.run(now);
+    }
+
+    /// Fires every timer that is due.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for p in &mut self.peers {
+            if p.session.poll_timeout().is_some_and(|t| t <= now) {
+                p.session.handle(now, Input::Timer);
+            }
+        }
+        self.run(now);
+        self.store.collect_garbage();
+    }
+
+    /// The next thing to do, if any.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// When [`Speaker::handle_timeout`] is next due.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.peers
+            .iter()
+            .filter_map(|p| p.session.poll_timeout())
+            .min()
+    }
+
+    /// Drains every session and sends what changed, until nothing moves.
+    fn run(&mut self, now: Instant) {
+        loop {
+            let mut moved = false;
+            for i in 0..self.peers.len() {
+                while let Some(out) = self.peers.get_mut(i).and_then(|p| p.session.poll_output()) {
+                    moved = true;
+                    self.session_output(now, i, out);
+                }
+            }
+            for i in 0..self.peers.len() {
+                moved |= self.flush(now, i);
+            }
+            if !moved {
+                break;
+            }
+        }
+    }
+
+    fn session_output(&mut self, now: Instant, i: usize, out: SessionOutput) {
+        let peer = PeerId(i);
+        match out {
+            SessionOutput::Connect => {
+                if let Some(p) = self.peers.get(i) {
+                    self.outputs.push_back(Output::Connect {
+                        peer,
+                        local: p.config.local_address,
+                        remote: p.config.address,
+                    });
+                }
+            }
+            SessionOutput::Send { connection, bytes } => {
+                self.outputs.push_back(Output::Send {
+                    peer,
+                    connection,
+                    bytes,
+                });
+            }
+            SessionOutput::Close { connection } => {
+                self.outputs.push_back(Output::Close { peer, connection });
+            }
+            SessionOutput::Event(SessionEvent::Established(negotiated)) => {
+                self.established(i, &negotiated);
+            }
+            SessionOutput::Event(SessionEvent::Update(update)) => {
+                self.update_received(now, i, *update);
+            }
+            SessionOutput::Event(SessionEvent::RouteRefresh(_)) => {
+                if let Some(p) = self.peers.get_mut(i) {
+                    let all: Vec<IpNet> = p.adj_out.advertised().keys().copied().collect();
+                    p.dirty_out.extend(all);
+                }
+            }
+            SessionOutput::Event(SessionEvent::Down {
+                reason,
+                was_established,
+            }) => self.down(i, reason, was_established),
+        }
+    }
+
+    fn established(&mut self, i: usize, negotiated: &Negotiated) {
+        let Some(p) = self.peers.get(i) else {
+            return;
+        };
+        self.outputs.push_back(Output::Event(Event::PeerUp {
+            peer: PeerId(i),
+            name: p.config.name.clone(),
+            router_id: negotiated.peer_router_id(),
+            hold_time: negotiated.hold_time,
+        }));
+        let mut prefixes: Vec<IpNet> = self.policy.own_prefixes.iter().copied().collect();
+        prefixes.extend(self.loc_rib.entries().keys().copied());
+        for prefix in prefixes {
+            self.export(i, prefix);
+        }
+    }
+
+    fn down(&mut self, i: usize, reason: DownReason, was_established: bool) {
+        let Some(p) = self.peers.get_mut(i) else {
+            return;
+        };
+        p.last_down = Some(reason.clone());
+        self.outputs.push_back(Output::Event(Event::PeerDown {
+            peer: PeerId(i),
+            name: p.config.name.clone(),
+            reason,
+            was_established,
+        }));
+        let gone = p.adj_in.clear();
+        p.adj_out.clear();
+        p.dirty_out.clear();
+        p.held_events.clear();
+        self.decide(gone);
+        self.store.collect_garbage();
+    }
+
+    fn update_received(&mut self, now: Instant, i: usize, update: Update) {
+        let Some(p) = self.peers.get(i) else {
+            return;
+        };
+        // Queued behind an error that already closed the session.
+        let Some(negotiated) = p.session.negotiated() else {
+            return;
+        };
+        let internal = negotiated.context.internal_peer;
+        let four_octet = negotiated.context.four_octet_as;
+        let mut touched: Vec<IpNet> = Vec::new();
+        let mut refused: Vec<(IpNet, ImportRefusal)> = Vec::new();
+
+        let mut withdrawn: Vec<IpNet> = update
+            .withdrawn_routes
+            .iter()
+            .map(|n| IpNet::V4(*n))
+            .collect();
+        match update.mp_unreach_nlri() {
+            Some(MpUnreachNlri::Ipv4Unicast(v)) => {
+                withdrawn.extend(v.iter().map(|n| IpNet::V4(*n)))
+            }
+            Some(MpUnreachNlri::Ipv6Unicast(v)) => {
+                withdrawn.extend(v.iter().map(|n| IpNet::V6(*n)))
+            }
+            Some(MpUnreachNlri::Other { .. }) | None => {}
+        }
+        let mut malformed: Vec<(IpNet, ImportRefusal)> = Vec::new();
+        if let Some(taw) = &update.treat_as_withdraw {
+            let reason = ImportRefusal::Malformed(taw.reason.clone());
+            malformed.extend(taw.ipv4.iter().map(|n| (IpNet::V4(*n), reason.clone())));
+            malformed.extend(taw.ipv6.iter().map(|n| (IpNet::V6(*n), reason.clone())));
+        }
+        let mut announced: Vec<(IpNet, IpAddr)> = Vec::new();
+        if let Some(nh) = update.next_hop() {
+            announced.extend(update.nlri.iter().map(|n| (IpNet::V4(*n), IpAddr::V4(nh))));
+        }
+        match update.mp_reach_nlri() {
+            Some(MpReachNlri::Ipv4Unicast { next_hop, nlri }) => {
+                let nh = mp_address(next_hop);
+                announced.extend(nlri.iter().map(|n| (IpNet::V4(*n), nh)));
+            }
+            Some(MpReachNlri::Ipv6Unicast { next_hop, nlri }) => {
+                let nh = mp_address(next_hop);
+                announced.extend(nlri.iter().map(|n| (IpNet::V6(*n), nh)));
+            }
+            Some(MpReachNlri::Other { .. }) | None => {}
+        }
+
+        let Some(p) = self.peers.get_mut(i) else {
+            return;
+        };
+        for prefix in withdrawn {
+            p.adj_in.remove(&prefix);
+            touched.push(prefix);
+        }
+        for (prefix, reason) in malformed {
+            p.adj_in.refuse(
+                prefix,
+                Refused {
+                    attrs: None,
+                    reason: reason.clone(),
+                },
+            );
+            refused.push((prefix, reason));
+            touched.push(prefix);
+        }
+        // One shared attribute set per next hop.
+        let mut by_next_hop: HashMap<IpAddr, Arc<PathAttributes>> = HashMap::new();
+        for (prefix, nh) in announced {
+            let attrs = by_next_hop
+                .entry(nh)
+                .or_insert_with(|| {
+                    self.store.intern(PathAttributes::from_received(
+                        &update.path_attributes,
+                        nh,
+                        internal,
+                        four_octet,
+                    ))
+                })
+                .clone();
+            match self
+                .policy
+                .check_import(&prefix, &attrs, p.config.import.as_ref())
+            {
+                Ok(()) => p.adj_in.accept(prefix, attrs),
+                Err(reason) => {
+                    refused.push((prefix, reason.clone()));
+                    p.adj_in.refuse(
+                        prefix,
+                        Refused {
+                            attrs: Some(attrs),
+                            reason,
+                        },
+                    );
+                }
+            }
+            touched.push(prefix);
+        }
+        if !refused.is_empty() {
+            self.outputs.push_back(Output::Event(Event::Refused {
+                peer: PeerId(i),
+                routes: refused,
+            }));
+        }
+        let limit = p.config.max_prefixes;
+        if p.adj_in.received() > usize::try_from(limit).unwrap_or(usize::MAX) {
+            // The routes leave with the session (Down clears the Adj-RIB-In).
+            let restart_after = Some(p.config.max_prefix_restart);
+            p.session.handle(
+                now,
+                Input::Stop {
+                    reason: StopReason::MaxPrefixes { limit },
+                    restart_after,
+                },
+            );
+            return;
+        }
+        self.decide(touched);
+    }
+
+    /// Runs the decision process for `prefixes`, updates the Loc-RIB,
+    /// reports changes and exports them to every peer.
+    fn decide(&mut self, prefixes: Vec<IpNet>) {
+        let prefixes: BTreeSet<IpNet> = prefixes.into_iter().collect();
+        for prefix in prefixes {
+            let new = self.select(&prefix);
+            let old = self.loc_rib.set(prefix, new.clone());
+            let changed = match (&old, &new) {
+                (None, None) => false,
+                (Some(_), None) | (None, Some(_)) => true,
+                (Some(o), Some(n)) => {
+                    !o.best.same_path(&n.best)
+                        || o.ecmp.len() != n.ecmp.len()
+                        || o.ecmp.iter().zip(&n.ecmp).any(|(a, b)| !a.same_path(b))
+                }
+            };
+            if !changed {
+                continue;
+            }
+            let event = match &new {
+                Some(entry) => Event::BestPath {
+                    prefix,
+                    best: entry.best.clone(),
+                    next_hops: entry.next_hops(),
+                },
+                None => Event::Withdrawn { prefix },
+            };
+            self.outputs.push_back(Output::Event(event));
+            for q in 0..self.peers.len() {
+                self.export(q, prefix);
+            }
+        }
+    }
+
+    fn select(&self, prefix: &IpNet) -> Option<LocRibEntry> {
+        let mut routes: Vec<(Route, PathSource)> = Vec::new();
+        for (i, p) in self.peers.iter().enumerate() {
+            let (Some(attrs), Some(negotiated)) = (p.adj_in.get(prefix), p.session.negotiated())
+            else {
+                continue;
+            };
+            routes.push((
+                Route {
+                    peer: PeerId(i),
+                    attrs: Arc::clone(attrs),
+                },
+                PathSource {
+                    router_id: negotiated.peer_router_id(),
+                    address: p.config.address,
+                    external: p.config.remote_as != self.local_as,
+                },
+            ));
+        }
+        let candidates: Vec<Candidate<'_>> = routes
+            .iter()
+            .map(|(r, source)| Candidate {
+                attrs: &r.attrs,
+                source: *source,
+            })
+            .collect();
+        let selection = decision::select(&candidates)?;
+        let route = |i: usize| routes.get(i).map(|(r, _)| r.clone());
+        Some(LocRibEntry {
+            best: route(selection.best)?,
+            ecmp: selection.ecmp.iter().filter_map(|i| route(*i)).collect(),
+            lost: selection
+                .lost
+                .iter()
+                .filter_map(|(i, why)| route(*i).map(|r| (r, *why)))
+                .collect(),
+        })
+    }
+
+    /// Brings peer `q`'s Adj-RIB-Out up to date for `prefix`.
+    fn export(&mut self, q: usize, prefix: IpNet) {
+        let desired = if self.policy.is_own(&prefix) {
+            Some(self.export_attributes(q, &prefix, None))
+        } else {
+            self.loc_rib
+                .get(&prefix)
+                .map(|e| self.export_attributes(q, &prefix, Some(&e.best)))
+        };
+        let desired = match desired {
+            Some(Ok(attrs)) => Some(Ok(self.store.intern(attrs))),
+            Some(Err(reason)) => Some(Err(reason)),
+            None => None,
+        };
+        let Some(p) = self.peers.get_mut(q) else {
+            return;
+        };
+        if p.session.negotiated().is_none() {
+            return;
+        }
+        match desired {
+            None => {
+                if p.adj_out.remove(&prefix) {
+                    p.dirty_out.insert(prefix);
+                }
+            }
+            Some(Err(reason)) => hold_back(p, prefix, reason),
+            Some(Ok(attrs)) => {
+                let current = p.adj_out.advertised().get(&prefix);
+                if current.is_some_and(|c| Arc::ptr_eq(c, &attrs)) {
+                    return;
+                }
+                if let Some((cap, profile)) = p.config.peer_cap() {
+                    let full =
+                        p.adj_out.advertised().len() >= usize::try_from(cap).unwrap_or(usize::MAX);
+                    if current.is_none() && full {
+                        hold_back(p, prefix, ExportRefusal::PeerCap { cap, profile });
+                        return;
+                    }
+                }
+                p.adj_out.advertise(prefix, attrs);
+                p.dirty_out.insert(prefix);
+            }
+        }
+    }
+
+    /// The attributes to advertise `prefix` with to peer `q`: our own
+    /// prefix when `route` is `None`.
+    fn export_attributes(
+        &self,
+        q: usize,
+        prefix: &IpNet,
+        route: Option<&Route>,
+    ) -> Result<PathAttributes, ExportRefusal> {
+        let Some(p) = self.peers.get(q) else {
+            return Err(ExportRefusal::AddressFamilyNotNegotiated);
+        };
+        let Some(negotiated) = p.session.negotiated() else {
+            return Err(ExportRefusal::AddressFamilyNotNegotiated);
+        };
+        let family_ok = match prefix {
+            IpNet::V4(_) => negotiated.ipv4,
+            IpNet::V6(_) => negotiated.ipv6,
+        };
+        if !family_ok {
+            return Err(ExportRefusal::AddressFamilyNotNegotiated);
+        }
+        if let Some(list) = &p.config.export {
+            if !list.permits(prefix) {
+                return Err(ExportRefusal::ExportPrefixList);
+            }
+        }
+        let external = p.config.remote_as != self.local_as;
+        let mut attrs = match route {
+            None => PathAttributes::originated(crate::rib::UNSPECIFIED),
+            Some(r) => {
+                if r.peer == PeerId(q) {
+                    return Err(ExportRefusal::LearnedFromPeer);
+                }
+                if prefix.prefix_len() == 0 {
+                    return Err(ExportRefusal::DefaultRoute);
+                }
+                let from_internal = self
+                    .peers
+                    .get(r.peer.0)
+                    .is_some_and(|o| o.config.remote_as == self.local_as);
+                if !external && from_internal {
+                    return Err(ExportRefusal::IbgpToIbgp);
+                }
+                if r.attrs.communities.contains(&Community::NO_ADVERTISE) {
+                    return Err(ExportRefusal::WellKnownCommunity(Community::NO_ADVERTISE));
+                }
+                if external && r.attrs.communities.contains(&Community::NO_EXPORT) {
+                    return Err(ExportRefusal::WellKnownCommunity(Community::NO_EXPORT));
+                }
+                if external && r.attrs.as_path_contains(p.config.remote_as) {
+                    return Err(ExportRefusal::PeerAsInPath {
+                        asn: p.config.remote_as,
+                    });
+                }
+                (*r.attrs).clone()
+            }
+        };
+        if external {
+            attrs.prepend(self.local_as, 1 + usize::from(p.config.prepend));
+            attrs.med = None;
+            attrs.local_pref = None;
+            attrs.next_hop = self_next_hop(p, negotiated, prefix)?;
+        } else {
+            attrs.local_pref = Some(attrs.degree_of_preference());
+            if route.is_none() {
+                attrs.next_hop = self_next_hop(p, negotiated, prefix)?;
+            }
+        }
+        Ok(attrs)
+    }
+
+    /// Sends peer `i` what changed in its Adj-RIB-Out; true if anything was
+    /// sent or reported.
+    fn flush(&mut self, now: Instant, i: usize) -> bool {
+        // Room left under the peer's cap goes to what was held back for it.
+        let retry: Vec<IpNet> = match self.peers.get(i) {
+            Some(p) => match p.config.peer_cap() {
+                Some((cap, _))
+                    if p.adj_out.advertised().len()
+                        < usize::try_from(cap).unwrap_or(usize::MAX) =>
+                {
+                    p.adj_out
+                        .held_back()
+                        .iter()
+                        .filter(|(_, r)| matches!(r, ExportRefusal::PeerCap { .. }))
+                        .map(|(n, _)| *n)
+                        .collect()
+                }
+                Some(_) | None => Vec::new(),
+            },
+            None => Vec::new(),
+        };
+        for prefix in retry {
+            let full = self.peers.get(i).is_none_or(|p| {
+                p.config.peer_cap().is_some_and(|(cap, _)| {
+                    p.adj_out.advertised().len() >= usize::try_from(cap).unwrap_or(usize::MAX)
+                })
+            });
+            if full {
+                break;
+            }
+            if let Some(p) = self.peers.get_mut(i) {
+                p.adj_out.remove(&prefix);
+            }
+            self.export(i, prefix);
+        }
+
+        let Some(p) = self.peers.get_mut(i) else {
+            return false;
+        };
+        let mut moved = false;
+        if !p.held_events.is_empty() {
+            let routes = std::mem::take(&mut p.held_events);
+            self.outputs.push_back(Output::Event(Event::HeldBack {
+                peer: PeerId(i),
+                routes,
+            }));
+            moved = true;
+        }
+        if p.dirty_out.is_empty() {
+            return moved;
+        }
+        let four_octet = p
+            .session
+            .negotiated()
+            .is_some_and(|n| n.context.four_octet_as);
+        let dirty = std::mem::take(&mut p.dirty_out);
+        let mut withdraw_v4: Vec<Ipv4Net> = Vec::new();
+        let mut withdraw_v6: Vec<Ipv6Net> = Vec::new();
+        let mut groups: Vec<(Arc<PathAttributes>, Vec<Ipv4Net>, Vec<Ipv6Net>)> = Vec::new();
+        let mut group_of: HashMap<*const PathAttributes, usize> = HashMap::new();
+        for prefix in dirty {
+            match p.adj_out.advertised().get(&prefix) {
+                Some(attrs) => {
+                    let g = *group_of.entry(Arc::as_ptr(attrs)).or_insert_with(|| {
+                        groups.push((Arc::clone(attrs), Vec::new(), Vec::new()));
+                        groups.len() - 1
+                    });
+                    if let Some((_, v4, v6)) = groups.get_mut(g) {
+                        match prefix {
+                            IpNet::V4(n) => v4.push(n),
+                            IpNet::V6(n) => v6.push(n),
+                        }
+                    }
+                }
+                None => match prefix {
+                    IpNet::V4(n) => withdraw_v4.push(n),
+                    IpNet::V6(n) => withdraw_v6.push(n),
+                },
+            }
+        }
+        let session = &mut p.session;
+        send_chunked(session, now, &withdraw_v4, IPV4_PER_UPDATE, &|chunk| {
+            Update {
+                withdrawn_routes: chunk.to_vec(),
+                ..Update::default()
+            }
+        });
+        send_chunked(session, now, &withdraw_v6, IPV6_PER_UPDATE, &|chunk| {
+            Update {
+                path_attributes: vec![PathAttribute::new(
+                    crate::wire::AttributeValue::MpUnreachNlri(MpUnreachNlri::Ipv6Unicast(
+                        chunk.to_vec(),
+                    )),
+                )],
+                ..Update::default()
+            }
+        });
+        for (attrs, v4, v6) in &groups {
+            send_chunked(session, now, v4, IPV4_PER_UPDATE, &|chunk| Update {
+                path_attributes: attrs.to_wire(None, four_octet),
+                nlri: chunk.to_vec(),
+                ..Update::default()
+            });
+            send_chunked(session, now, v6, IPV6_PER_UPDATE, &|chunk| Update {
+                path_attributes: attrs.to_wire(
+                    Some(MpReachNlri::Ipv6Unicast {
+                        next_hop: attrs.mp_next_hop(),
+                        nlri: chunk.to_vec(),
+                    }),
+                    four_octet,
+                ),
+                ..Update::default()
+            });
+        }
+        true
+    }
+}
+
+/// Records that `prefix` is held back from `p`, reporting it unless it is
+/// the obvious case (not sent back to where it came from) or unchanged.
+fn hold_back(p: &mut Peer, prefix: IpNet, reason: ExportRefusal) {
+    let unchanged = p.adj_out.held_back().get(&prefix) == Some(&reason);
+    let report = !unchanged
+        && match reason {
+            ExportRefusal::LearnedFromPeer | ExportRefusal::AddressFamilyNotNegotiated => false,
+            ExportRefusal::DefaultRoute
+            | ExportRefusal::ExportPrefixList
+            | ExportRefusal::PeerAsInPath { .. }
+            | ExportRefusal::IbgpToIbgp
+            | ExportRefusal::WellKnownCommunity(_)
+            | ExportRefusal::NoNextHop
+            | ExportRefusal::PeerCap { .. } => true,
+        };
+    if report {
+        p.held_events.push((prefix, reason.clone()));
+    }
+    if p.adj_out.hold_back(prefix, reason) {
+        p.dirty_out.insert(prefix);
+    }
+}
+
+/// Our address as the next hop for `prefix` towards `p`.
+fn self_next_hop(
+    p: &Peer,
+    negotiated: &Negotiated,
+    prefix: &IpNet,
+) -> Result<IpAddr, ExportRefusal> {
+    let local = negotiated.local.ip();
+    match prefix {
+        IpNet::V4(_) => match (local, p.config.local_address) {
+            (IpAddr::V4(_), _) => Ok(local),
+            (IpAddr::V6(_), Some(a @ IpAddr::V4(_))) => Ok(a),
+            (IpAddr::V6(_), Some(IpAddr::V6(_)) | None) => Err(ExportRefusal::NoNextHop),
+        },
+        IpNet::V6(_) => match (p.config.ipv6_next_hop, local) {
+            (Some(a), _) => Ok(IpAddr::V6(a)),
+            (None, IpAddr::V6(_)) => Ok(local),
+            (None, IpAddr::V4(_)) => Err(ExportRefusal::NoNextHop),
+        },
+    }
+}
+
+fn mp_address(next_hop: &crate::wire::MpNextHop) -> IpAddr {
+    match next_hop {
+        crate::wire::MpNextHop::Ipv4(a) => IpAddr::V4(*a),
+        crate::wire::MpNextHop::Ipv6 { global, .. } => IpAddr::V6(*global),
+    }
+}
+
+/// Sends `prefixes` in UPDATEs of at most `per_update` prefixes, halving a
+/// chunk whose UPDATE would exceed 4096 octets.
+fn send_chunked<T: Copy>(
+    session: &mut Session,
+    now: Instant,
+    prefixes: &[T],
+    per_update: usize,
+    build: &dyn Fn(&[T]) -> Update,
+) {
+    for chunk in prefixes.chunks(per_update.max(1)) {
+        send_split(session, now, chunk, build);
+    }
+}
+
+fn send_split<T: Copy>(
+    session: &mut Session,
+    now: Instant,
+    chunk: &[T],
+    build: &dyn Fn(&[T]) -> Update,
+) {
+    if chunk.is_empty() {
+        return;
+    }
+    match session.send(now, &Message::Update(build(chunk))) {
+        Ok(()) | Err(SendError::NotEstablished) => {}
+        Err(SendError::Encode(EncodeError::MessageTooLong { .. })) if chunk.len() > 1 => {
+            let (a, b) = chunk.split_at(chunk.len() / 2);
+            send_split(session, now, a, build);
+            send_split(session, now, b, build);
+        }
+        Err(SendError::Encode(
+            EncodeError::MessageTooLong { .. } | EncodeError::FieldTooLong { .. },
+        )) => {}
+    }
+}

@@ -1,0 +1,12 @@
+//! The pure core in memory with a simulated clock: the session FSM, the
+//! decision process, the policy, and speakers wired to each other.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod config;
+mod decision;
+mod fake;
+mod net;
+mod policy;
+mod session;
+mod speaker;
