@@ -117,6 +117,9 @@ impl Default for BgpPlan {
 pub enum GatewayKind {
     /// strongSwan's charon (kernel-libipsec) for IKE/ESP and BIRD 2 for BGP.
     StrongswanBird,
+    /// vpngw: IKE, ESP, BGP and kernel routes in one daemon. The binary's
+    /// path (tests in the vpngw crate pass `env!("CARGO_BIN_EXE_vpngw")`).
+    Vpngw(&'static str),
 }
 
 /// Everything a gateway implementation is told when it starts.
@@ -144,6 +147,9 @@ pub trait SiteGateway: Debug {
     fn bgp_up(&self) -> Result<String, String>;
     /// Ok(status for the test log) once BFD runs on the BGP session.
     fn bfd_up(&self) -> Result<String, String>;
+    /// Deletes the IKE SA from this side, as an operator would (the peer
+    /// gets an IKE DELETE). Err if the implementation cannot be told to.
+    fn delete_tunnel(&self) -> Result<(), String>;
 }
 
 /// Starts a gateway of `kind` in namespace `ns`.
@@ -155,6 +161,7 @@ pub fn start_gateway(
 ) -> Box<dyn SiteGateway> {
     match kind {
         GatewayKind::StrongswanBird => Box::new(StrongswanBird::start(ns, dir, spec)),
+        GatewayKind::Vpngw(binary) => Box::new(VpngwSite::start(binary, ns, dir, spec)),
     }
 }
 
@@ -211,6 +218,11 @@ impl StrongswanBird {
 }
 
 impl SiteGateway for StrongswanBird {
+    fn delete_tunnel(&self) -> Result<(), String> {
+        self.charon.swanctl(&["--terminate", "--ike", "site"]);
+        Ok(())
+    }
+
     fn kind(&self) -> GatewayKind {
         GatewayKind::StrongswanBird
     }
@@ -230,6 +242,119 @@ impl SiteGateway for StrongswanBird {
         } else {
             Err(sessions)
         }
+    }
+}
+
+/// vpngw on one site: one connection to the peer site with eBGP across
+/// the tunnel, advertising the site's LAN.
+#[derive(Debug)]
+pub struct VpngwSite {
+    /// The daemon.
+    pub daemon: crate::Proc,
+    binary: &'static str,
+}
+
+impl VpngwSite {
+    fn start(binary: &'static str, ns: &Netns, dir: &WorkDir, spec: &GatewaySpec<'_>) -> VpngwSite {
+        use std::os::unix::fs::PermissionsExt;
+        let name = format!("gw-{}", spec.site.name);
+        let psk = dir.write(&format!("{name}.psk"), &spec.tunnel.psk);
+        std::fs::set_permissions(&psk, std::fs::Permissions::from_mode(0o600)).expect("chmod psk");
+        let config = format!(
+            r#"[gateway]
+asn = {asn}
+router_id = "{router_id}"
+local_prefixes = ["{lan}"]
+
+[[connection]]
+name = "site-{peer_name}"
+local_address = "{outer}"
+remote_address = "{peer_outer}"
+psk_file = "{psk}"
+initiate = {initiate}
+ike_proposals = ["{ike}"]
+esp_proposals = ["{esp}"]
+tunnel_address = "{bgp_addr}"
+tunnel_peer = "{peer_bgp_addr}"
+
+[connection.bgp]
+peer_asn = {peer_asn}
+keepalive = {keepalive}
+hold = {hold}
+"#,
+            asn = spec.site.asn,
+            router_id = spec.site.outer,
+            lan = spec.site.lan,
+            peer_name = spec.peer.name,
+            outer = spec.site.outer,
+            peer_outer = spec.peer.outer,
+            psk = psk.display(),
+            initiate = spec.initiator,
+            ike = spec.tunnel.ike_proposals,
+            esp = spec.tunnel.esp_proposals,
+            bgp_addr = spec.site.bgp_addr,
+            peer_bgp_addr = spec.peer.bgp_addr,
+            peer_asn = spec.peer.asn,
+            keepalive = spec.bgp.keepalive,
+            hold = spec.bgp.hold,
+        );
+        let conf = dir.write(&format!("{name}.vpngw.toml"), &config);
+        let daemon = crate::Proc::spawn(
+            ns,
+            &format!("vpngw {name}"),
+            &[
+                binary,
+                "run",
+                "--config",
+                conf.to_str().expect("utf-8 path"),
+            ],
+            &[("RUST_LOG", "info")],
+            &dir.join(&format!("{name}.vpngw.log")),
+        );
+        wait_until("vpngw to listen", Duration::from_secs(10), || {
+            let log = daemon.log();
+            if log.contains("IKE listening") {
+                Ok(())
+            } else {
+                Err(log)
+            }
+        });
+        VpngwSite { daemon, binary }
+    }
+
+    fn log_has(&self, needle: &str) -> Result<String, String> {
+        let log = self.daemon.log();
+        if log.contains(needle) {
+            Ok(log
+                .lines()
+                .filter(|l| l.contains(needle))
+                .collect::<Vec<_>>()
+                .join("\n"))
+        } else {
+            Err(log)
+        }
+    }
+}
+
+impl SiteGateway for VpngwSite {
+    fn kind(&self) -> GatewayKind {
+        GatewayKind::Vpngw(self.binary)
+    }
+
+    fn tunnel_up(&self) -> Result<String, String> {
+        self.log_has("child SA installed")
+    }
+
+    fn bgp_up(&self) -> Result<String, String> {
+        self.log_has("BGP session established")
+    }
+
+    fn bfd_up(&self) -> Result<String, String> {
+        Err("vpngw does not run BFD yet".into())
+    }
+
+    fn delete_tunnel(&self) -> Result<(), String> {
+        Err("vpngw has no control socket yet".into())
     }
 }
 

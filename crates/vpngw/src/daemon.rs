@@ -11,7 +11,11 @@
 //!   through their tunnel while it is up and withdrawn the moment it goes
 //!   down.
 //!
-//! BGP joins as its issue lands.
+//! - the BGP speaker: one eBGP session per `[connection.bgp]`, across the
+//!   tunnel between the tunnel addresses. It starts when the tunnel comes
+//!   up and is closed the moment the tunnel goes down (no waiting for the
+//!   hold timer); best paths go to the route programmer with their ECMP set
+//!   of tunnels, withdrawals at once.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
@@ -29,6 +33,11 @@ use vpngw_tunnel::ike::sa::{ChildSa, Event, SaConfig, IKE_PORT, NATT_PORT};
 use vpngw_tunnel::ike::wire::Identification;
 
 use crate::config::{Config, Connection, Routing};
+use vpngw_bgp::driver::{
+    Driver as BgpDriver, DriverConfig as BgpDriverConfig, Handle as BgpHandle,
+};
+use vpngw_bgp::session::StopReason;
+use vpngw_bgp::{Event as BgpEvent, PeerConfig, PeerId, Speaker, SpeakerConfig, Timers};
 
 /// How long IKE waits for the first answer before retransmitting; doubles
 /// with each of the retries.
@@ -115,6 +124,7 @@ pub async fn run(config: Config) -> std::io::Result<()> {
     let (natt, ike_to_driver) = sockets.attach_datapath()?;
     let datapath = Datapath::start(natt, ike_to_driver, tunnels)?;
     info!(%local, "IKE listening on UDP 500 and 4500; ESP datapath running");
+    let (bgp, mut bgp_events, peer_of_conn) = start_bgp(&config)?;
     let (events_tx, mut events_rx) = mpsc::unbounded_channel();
     let (stop_tx, stop_rx) = watch::channel(false);
     let driver = tokio::spawn(ike_driver::run(endpoint, sockets, events_tx, stop_rx));
@@ -129,11 +139,14 @@ pub async fn run(config: Config) -> std::io::Result<()> {
             .iter()
             .map(|c| u64::from(c.replay_window))
             .collect(),
+        bgp,
+        peer_of_conn,
     };
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
         tokio::select! {
             Some(event) = events_rx.recv() => state.on_ike_event(event),
+            Some(event) = recv_bgp(&mut bgp_events) => state.on_bgp_event(event),
             _ = tokio::signal::ctrl_c() => break,
             _ = sigterm.recv() => break,
         }
@@ -150,6 +163,74 @@ pub async fn run(config: Config) -> std::io::Result<()> {
     }
     state.shutdown().await;
     Ok(())
+}
+
+async fn recv_bgp(rx: &mut Option<mpsc::UnboundedReceiver<BgpEvent>>) -> Option<BgpEvent> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+type BgpParts = (
+    Option<BgpHandle>,
+    Option<mpsc::UnboundedReceiver<BgpEvent>>,
+    Vec<Option<PeerId>>,
+);
+
+/// The BGP speaker for the connections with `[connection.bgp]`, running
+/// on its own task; peers are indexed in connection order.
+fn start_bgp(config: &Config) -> std::io::Result<BgpParts> {
+    let mut peers = Vec::new();
+    let mut peer_of_conn = Vec::with_capacity(config.connections.len());
+    for c in &config.connections {
+        let Routing::Bgp(b) = &c.routing else {
+            peer_of_conn.push(None);
+            continue;
+        };
+        peer_of_conn.push(Some(PeerId(peers.len())));
+        let mut p = PeerConfig::new(c.name.clone(), b.peer_address, b.peer_asn);
+        p.local_address = c.tunnel_address;
+        p.passive = b.passive;
+        p.timers = Some(Timers {
+            keepalive: u16::try_from(b.keepalive.as_secs()).unwrap_or(u16::MAX),
+            hold: u16::try_from(b.hold.as_secs()).unwrap_or(u16::MAX),
+        });
+        p.max_prefixes = b.max_prefixes;
+        p.prepend = b.prepend;
+        p.profile = b.profile.map(|profile| match profile {
+            crate::config::Profile::Azure => vpngw_bgp::Profile::Azure,
+            crate::config::Profile::Aws => vpngw_bgp::Profile::Aws,
+        });
+        peers.push(p);
+    }
+    if peers.is_empty() {
+        return Ok((None, None, peer_of_conn));
+    }
+    let speaker_config = SpeakerConfig {
+        local_as: config.gateway.asn,
+        router_id: config.gateway.router_id,
+        local_prefixes: config.gateway.local_prefixes.clone(),
+        act_as: None,
+        peers,
+    };
+    match speaker_config.validate() {
+        Ok(warnings) => {
+            for w in warnings {
+                warn!("BGP: {w}");
+            }
+        }
+        Err(e) => return Err(std::io::Error::other(format!("BGP configuration: {e}"))),
+    }
+    let speaker = Speaker::new(speaker_config)
+        .map_err(|e| std::io::Error::other(format!("BGP configuration: {e}")))?;
+    let (driver, handle, events) = BgpDriver::new(speaker, BgpDriverConfig::default());
+    tokio::spawn(async move {
+        if let Err(e) = driver.run().await {
+            warn!("BGP driver stopped: {e}");
+        }
+    });
+    Ok((Some(handle), Some(events), peer_of_conn))
 }
 
 /// The TUN device of a connection: MTU, point-to-point addresses, link
@@ -228,6 +309,10 @@ struct State {
     children: Vec<Option<(u32, u32)>>,
     /// Each connection's anti-replay window size.
     replay_windows: Vec<u64>,
+    /// The BGP speaker, if any connection runs BGP.
+    bgp: Option<BgpHandle>,
+    /// Each connection's BGP peer.
+    peer_of_conn: Vec<Option<PeerId>>,
 }
 
 impl State {
@@ -287,6 +372,49 @@ impl State {
         }
     }
 
+    fn on_bgp_event(&mut self, event: BgpEvent) {
+        let tunnel_of = |peer: PeerId| -> Option<TunnelId> {
+            let conn = self.peer_of_conn.iter().position(|p| *p == Some(peer))?;
+            self.names.get(conn).map(|n| TunnelId(n.clone()))
+        };
+        match event {
+            BgpEvent::PeerUp {
+                name,
+                router_id,
+                hold_time,
+                ..
+            } => {
+                info!(peer = %name, %router_id, hold_time, "BGP session established")
+            }
+            BgpEvent::PeerDown {
+                name,
+                reason,
+                was_established,
+                ..
+            } => {
+                warn!(peer = %name, was_established, "BGP session down: {reason}")
+            }
+            BgpEvent::BestPath {
+                prefix, next_hops, ..
+            } => {
+                let mut tunnels: Vec<TunnelId> = next_hops
+                    .iter()
+                    .filter_map(|nh| tunnel_of(nh.peer))
+                    .collect();
+                tunnels.dedup();
+                info!(%prefix, tunnels = ?tunnels.iter().map(|t| t.0.as_str()).collect::<Vec<_>>(), "BGP best path");
+                let _ = self.routes.send(RouteCommand::SetRoute(prefix, tunnels));
+            }
+            BgpEvent::Withdrawn { prefix } => {
+                info!(%prefix, "BGP route withdrawn");
+                let _ = self.routes.send(RouteCommand::Withdraw(prefix));
+            }
+            other @ (BgpEvent::Refused { .. } | BgpEvent::HeldBack { .. }) => {
+                info!(event = ?other, "BGP policy")
+            }
+        }
+    }
+
     /// The tunnel's link and routes follow its child SA.
     fn tunnel_state(&self, conn: usize, up: bool) {
         let name = self.names.get(conn).map_or("?", String::as_str);
@@ -303,6 +431,15 @@ impl State {
         let _ = self
             .routes
             .send(RouteCommand::SetTunnelUp(TunnelId(name.to_string()), up));
+        // The BGP session across the tunnel follows it: closed at once when
+        // the tunnel goes down, instead of waiting for the hold timer.
+        if let (Some(bgp), Some(Some(peer))) = (&self.bgp, self.peer_of_conn.get(conn)) {
+            if up {
+                bgp.start_peer(*peer);
+            } else {
+                bgp.stop_peer(*peer, StopReason::TransportDown);
+            }
+        }
         info!(
             connection = name,
             up,
@@ -312,6 +449,9 @@ impl State {
     }
 
     async fn shutdown(self) {
+        if let Some(bgp) = &self.bgp {
+            bgp.shutdown();
+        }
         for (i, name) in self.names.iter().enumerate() {
             if let Some(c) = self.datapath.counters(i) {
                 info!(connection = %name, counters = ?c, "datapath counters");
