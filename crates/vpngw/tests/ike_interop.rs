@@ -495,7 +495,14 @@ fn strongswan_forces_rekeys(ike: &str, esp: &str) {
         settled(&lab, |s| s.child_in != after_child.child_in)
     });
     println!("after a second child rekey:\n{sas}");
-    let log = lab.vpngw_log();
+    let log = wait_until("vpngw to log the second child rekey", SETUP, || {
+        let log = lab.vpngw_log();
+        if count_in(&log, "child SA rekeyed") >= 2 {
+            Ok(log)
+        } else {
+            Err(log)
+        }
+    });
     assert_eq!(count_in(&log, "child SA rekeyed"), 2, "{log}");
     assert!(!log.contains("IKE SA closed"), "{log}");
     println!("vpngw log:\n{log}");
@@ -546,9 +553,17 @@ fn vpngw_rekeys_at_its_lifetimes(ike: &str, esp: &str, vpngw_initiates: bool) {
         })
     });
     println!("after:\n{sas}");
+    // The old child of each rekey is deleted one DELETE exchange later.
+    let log = wait_until("the two old children to be deleted", SETUP, || {
+        let log = lab.vpngw_log();
+        if count_in(&log, "child SA deleted") >= 2 {
+            Ok(log)
+        } else {
+            Err(log)
+        }
+    });
     println!("vpngw log:\n{log}");
     assert!(!log.contains("IKE SA closed"), "{log}");
-    assert!(count_in(&log, "child SA deleted") >= 2, "{log}");
     let charon = lab.charon().log();
     assert!(
         charon.contains("rekeyed") || charon.contains("rekeying"),
