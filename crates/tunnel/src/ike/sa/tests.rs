@@ -1296,3 +1296,37 @@ fn nat_keepalives_go_out_after_20_seconds_of_silence() {
         .iter()
         .all(|(_, t)| *t - now >= Duration::from_secs(19)));
 }
+
+/// FQDN and KEY_ID identities authenticate like addresses; a peer that
+/// presents another identity than configured is refused.
+#[test]
+fn fqdn_and_key_id_identities() {
+    let (mut ic, mut rc) = pair_configs("aes256gcm16-prfsha256-x25519", "aes256gcm16");
+    ic.local_id = Identification::fqdn("branch.example.net");
+    rc.remote_id = Identification::fqdn("branch.example.net");
+    rc.local_id = Identification::key_id(b"cloud-gw-1");
+    ic.remote_id = Identification::key_id(b"cloud-gw-1");
+    let mut net = Net::new(ic.clone(), rc.clone());
+    net.run(Duration::from_secs(5), never);
+    assert_eq!(
+        net.i.phase(),
+        Phase::Established,
+        "{:?}",
+        closed(&net.events_i)
+    );
+    assert_eq!(net.r().phase(), Phase::Established);
+
+    rc.remote_id = Identification::fqdn("other.example.net");
+    let mut net = Net::new(ic, rc);
+    net.run(Duration::from_secs(5), never);
+    assert_eq!(
+        closed(&net.events_r),
+        Some(&CloseReason::IdentityMismatch {
+            presented: "branch.example.net".into()
+        })
+    );
+    assert_eq!(
+        closed(&net.events_i),
+        Some(&CloseReason::AuthenticationFailed { by_peer: true })
+    );
+}
