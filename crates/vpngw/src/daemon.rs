@@ -320,7 +320,7 @@ impl State {
         log_event(&self.names, e.conn, &e.event);
         let conn = e.conn.0;
         match e.event {
-            Event::ChildInstalled(child) => self.install(conn, &child, e.peer),
+            Event::ChildInstalled(child) => self.install(conn, &child, e.peer, None),
             Event::ChildDeleted { spi_in, spi_out } => {
                 self.datapath.remove(conn, spi_in, spi_out);
                 if self.children.get(conn).copied().flatten() == Some((spi_in, spi_out)) {
@@ -330,15 +330,29 @@ impl State {
                     }
                 }
             }
-            // Make before break: the new pair is installed (inbound first,
-            // outbound switched); the old inbound SA stays until its
-            // ChildDeleted.
-            Event::ChildRekeyed { new, .. } => self.install(conn, &new, e.peer),
+            // Make before break: the new inbound SA is installed at once and
+            // the old one stays until its ChildDeleted. Outbound switches now
+            // if we initiated the rekey (the peer has the new child); if we
+            // answered, at the peer's first packet on the new child (or when
+            // the old outbound SA is removed).
+            Event::ChildRekeyed {
+                new,
+                delay_outbound,
+                ..
+            } => self.install(conn, &new, e.peer, Some(delay_outbound)),
             Event::Established(_) | Event::IkeRekeyed { .. } | Event::Closed(_) => {}
         }
     }
 
-    fn install(&mut self, conn: usize, child: &ChildSa, peer: Option<std::net::SocketAddr>) {
+    /// Installs a child SA: the first of a tunnel (`rekey` None, which
+    /// brings the tunnel up) or the successor of a rekey (`Some(staged)`).
+    fn install(
+        &mut self,
+        conn: usize,
+        child: &ChildSa,
+        peer: Option<std::net::SocketAddr>,
+        rekey: Option<bool>,
+    ) {
         let name = self.names.get(conn).map_or("?", String::as_str);
         let Some(mut peer) = peer else {
             warn!(
@@ -360,11 +374,16 @@ impl State {
         let outbound = OutboundSa::new(child.spi_out, esn, &child.keys_out);
         match (inbound, outbound) {
             (Ok(i), Ok(o)) => {
-                self.datapath.install(conn, i, o, peer);
+                match rekey {
+                    Some(true) => self.datapath.install_staged(conn, i, o, peer),
+                    Some(false) | None => self.datapath.install(conn, i, o, peer),
+                }
                 if let Some(slot) = self.children.get_mut(conn) {
                     *slot = Some((child.spi_in, child.spi_out));
                 }
-                self.tunnel_state(conn, true);
+                if rekey.is_none() {
+                    self.tunnel_state(conn, true);
+                }
             }
             (Err(e), _) | (_, Err(e)) => {
                 warn!(connection = name, "cannot install the child SA: {e}")
@@ -489,8 +508,10 @@ fn log_event(names: &[String], conn: vpngw_tunnel::ike::endpoint::ConnId, event:
             old_spi_in,
             old_spi_out,
             new,
+            delay_outbound,
         } => info!(
             connection = name,
+            outbound_switch = if *delay_outbound { "at the peer's first packet" } else { "now" },
             old_spi_in = %format_args!("{old_spi_in:08x}"),
             old_spi_out = %format_args!("{old_spi_out:08x}"),
             spi_in = %format_args!("{:08x}", new.spi_in),

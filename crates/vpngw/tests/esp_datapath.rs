@@ -157,3 +157,63 @@ print(len(packets), "ESP packets captured")
     assert!(field("drop_replay") >= 2, "{counters}");
     assert!(field("drop_auth") >= 1, "{counters}");
 }
+
+/// Make before break: strongSwan forces 20 child rekeys, 400 ms apart,
+/// while 1000 UDP datagrams a second flow each way (iperf3 --bidir); not
+/// one may be lost. vpngw answers each rekey, so it must keep sending on
+/// the old SA until strongSwan has the new one.
+#[test]
+fn twenty_child_rekeys_lose_no_packet_of_a_1000_pps_stream() {
+    let mut lab = Lab::new();
+    lab.vpngw(&A, &B, false);
+    lab.charon(&B, &A, true);
+    lab.wait_route_a();
+    lab.ping();
+    let server = Proc::spawn(
+        &lab.host_b,
+        "iperf3 server",
+        &["iperf3", "-s", "-1"],
+        &[],
+        &lab.dir.join("iperf3-udp.log"),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let client = lab
+        .host_a
+        .command("iperf3")
+        .args([
+            "-c", B.host, "-u", "-b", "800K", "-l", "100", "-t", "11", "--bidir",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    for _ in 0..20 {
+        lab.charons[0].swanctl(&["--rekey", "--child", "site"]);
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    let out = client.wait_with_output().unwrap();
+    drop(server);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let receivers: Vec<&str> = text.lines().filter(|l| l.contains("receiver")).collect();
+    println!("{}", receivers.join("\n"));
+    assert_eq!(
+        receivers.len(),
+        2,
+        "one receiver line per direction:\n{text}"
+    );
+    for line in &receivers {
+        let lost: u64 = line
+            .split_whitespace()
+            .find_map(|w| {
+                w.split_once('/')
+                    .and_then(|(l, t)| t.parse::<u64>().ok().map(|_| l))
+            })
+            .and_then(|l| l.parse().ok())
+            .unwrap();
+        assert_eq!(lost, 0, "datagrams lost across the rekeys: {line}");
+    }
+    let logs = lab.stop_daemons();
+    let rekeys = logs[0].matches("child SA rekeyed").count();
+    println!("vpngw answered {rekeys} child rekeys");
+    assert!(rekeys >= 20, "{}", logs[0]);
+}

@@ -535,7 +535,7 @@ fn vpngw_rekeys_at_its_lifetimes(ike: &str, esp: &str, vpngw_initiates: bool) {
     });
     println!("before:\n{sas}");
     let before = swan_spis(&sas);
-    let log = wait_until(
+    wait_until(
         "vpngw to rekey the child twice and the IKE SA",
         Duration::from_secs(40),
         || {

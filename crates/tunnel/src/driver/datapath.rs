@@ -135,6 +135,8 @@ enum RxCommand {
         spi: u32,
         sa: Box<InboundSa>,
         conn: usize,
+        /// Activate this staged outbound SPI at the first authentic packet.
+        activate: Option<u32>,
     },
     Remove {
         spi: u32,
@@ -145,6 +147,15 @@ enum TxCommand {
     Set {
         sa: Box<OutboundSa>,
         peer: SocketAddr,
+    },
+    /// Keep this SA ready; switch to it at `Activate` (make-before-break
+    /// when we answered a rekey), or when the SA in use is cleared.
+    Stage {
+        sa: Box<OutboundSa>,
+        peer: SocketAddr,
+    },
+    Activate {
+        spi: u32,
     },
     Clear {
         spi: u32,
@@ -177,6 +188,8 @@ impl std::fmt::Debug for TxCommand {
         match self {
             TxCommand::Set { sa, peer } => write!(f, "Set({:08x} -> {peer})", sa.spi()),
             TxCommand::Clear { spi } => write!(f, "Clear({spi:08x})"),
+            TxCommand::Stage { sa, peer } => write!(f, "Stage({:08x} -> {peer})", sa.spi()),
+            TxCommand::Activate { spi } => write!(f, "Activate({spi:08x})"),
         }
     }
 }
@@ -231,6 +244,7 @@ impl Datapath {
             global: Arc::clone(&global),
             ike,
             stop: Arc::clone(&stop),
+            tx: tx.clone(),
         };
         threads.push(
             std::thread::Builder::new()
@@ -257,12 +271,47 @@ impl Datapath {
             spi,
             sa: Box::new(inbound),
             conn,
+            activate: None,
         });
         if let Some(tx) = self.tx.get(conn) {
             let _ = tx.send(TxCommand::Set {
                 sa: Box::new(outbound),
                 peer,
             });
+        }
+    }
+
+    /// Installs the child SA pair of a rekey we answered (make before
+    /// break): the inbound half at once; the outbound half is staged and
+    /// takes over at the first authentic packet on the new inbound SA —
+    /// proof the peer has the new child — or at [`activate`](Self::activate).
+    pub fn install_staged(
+        &self,
+        conn: usize,
+        inbound: InboundSa,
+        outbound: OutboundSa,
+        peer: SocketAddr,
+    ) {
+        let spi = inbound.spi();
+        let out_spi = outbound.spi();
+        if let Some(tx) = self.tx.get(conn) {
+            let _ = tx.send(TxCommand::Stage {
+                sa: Box::new(outbound),
+                peer,
+            });
+        }
+        let _ = self.rx.send(RxCommand::Add {
+            spi,
+            sa: Box::new(inbound),
+            conn,
+            activate: Some(out_spi),
+        });
+    }
+
+    /// Switches connection `conn` to its staged outbound SA `spi_out`.
+    pub fn activate(&self, conn: usize, spi_out: u32) {
+        if let Some(tx) = self.tx.get(conn) {
+            let _ = tx.send(TxCommand::Activate { spi: spi_out });
         }
     }
 
@@ -417,6 +466,7 @@ impl TxWorker {
         let mut msgs: Vec<libc::mmsghdr> = (0..BATCH)
             .map(|_| unsafe { MaybeUninit::zeroed().assume_init() })
             .collect();
+        let mut staged: Option<(Box<OutboundSa>, SocketAddr)> = None;
         let fd = self.tun.fd();
         while !self.stop.load(Ordering::Relaxed) {
             wait_readable(fd);
@@ -425,10 +475,30 @@ impl TxWorker {
                     Ok(TxCommand::Set { sa: new, peer: p }) => {
                         sa = Some(new);
                         peer = sockaddr_of(p);
+                        staged = None;
+                    }
+                    Ok(TxCommand::Stage { sa: new, peer: p }) => {
+                        staged = Some((new, p));
+                    }
+                    Ok(TxCommand::Activate { spi }) => {
+                        if staged.as_ref().is_some_and(|(s, _)| s.spi() == spi) {
+                            if let Some((new, p)) = staged.take() {
+                                sa = Some(new);
+                                peer = sockaddr_of(p);
+                            }
+                        }
                     }
                     Ok(TxCommand::Clear { spi }) => {
                         if sa.as_ref().is_some_and(|s| s.spi() == spi) {
+                            // A staged successor takes over; otherwise the
+                            // tunnel has no outbound SA.
                             sa = None;
+                            if let Some((new, p)) = staged.take() {
+                                sa = Some(new);
+                                peer = sockaddr_of(p);
+                            }
+                        } else if staged.as_ref().is_some_and(|(s, _)| s.spi() == spi) {
+                            staged = None;
                         }
                     }
                     Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
@@ -522,6 +592,8 @@ fn wait_writable(fd: i32) {
 struct Inbound {
     sa: Box<InboundSa>,
     conn: usize,
+    /// A staged outbound SPI to activate at the first authentic packet.
+    activate: Option<u32>,
 }
 
 struct RxWorker {
@@ -533,6 +605,8 @@ struct RxWorker {
     global: Arc<GlobalCounters>,
     ike: tokio::sync::mpsc::Sender<NattIke>,
     stop: Arc<AtomicBool>,
+    /// The transmit threads, to activate staged SAs (once per rekey).
+    tx: Vec<Sender<TxCommand>>,
 }
 
 impl RxWorker {
@@ -558,8 +632,13 @@ impl RxWorker {
             wait_readable(fd);
             loop {
                 match self.commands.try_recv() {
-                    Ok(RxCommand::Add { spi, sa, conn }) => {
-                        table.insert(spi, Inbound { sa, conn });
+                    Ok(RxCommand::Add {
+                        spi,
+                        sa,
+                        conn,
+                        activate,
+                    }) => {
+                        table.insert(spi, Inbound { sa, conn, activate });
                     }
                     Ok(RxCommand::Remove { spi }) => {
                         table.remove(&spi);
@@ -631,6 +710,11 @@ impl RxWorker {
         };
         match entry.sa.open(packet) {
             Ok(opened) => {
+                if let Some(spi) = entry.activate.take() {
+                    if let Some(tx) = self.tx.get(entry.conn) {
+                        let _ = tx.send(TxCommand::Activate { spi });
+                    }
+                }
                 let clamp = self.clamps.get(entry.conn).copied().unwrap_or(0);
                 let Some(inner) = packet.get_mut(opened.inner) else {
                     return;

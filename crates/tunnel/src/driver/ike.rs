@@ -184,7 +184,32 @@ async fn flush(
     events: &mpsc::UnboundedSender<IkeEvent>,
     counters: &mut DriverCounters,
 ) {
+    // Events first: the daemon installs new SAs in the datapath before the
+    // datagrams that let the peer use them leave (a rekey response, an
+    // IKE_AUTH response), so no packet under a new SPI finds it missing.
+    let mut sends = Vec::new();
+    let mut delivered = false;
     while let Some(out) = endpoint.poll_output() {
+        match out {
+            EndpointOutput::Event(conn, event) => {
+                let peer = endpoint
+                    .status()
+                    .into_iter()
+                    .find(|(c, _, _)| *c == conn)
+                    .and_then(|(_, _, status)| status.map(|s| s.remote));
+                let _ = events.send(IkeEvent { conn, event, peer });
+                delivered = true;
+            }
+            other @ (EndpointOutput::Transmit(_) | EndpointOutput::NatKeepalive { .. }) => {
+                sends.push(other)
+            }
+        }
+    }
+    if delivered {
+        // Let the daemon's task take the events (same runtime thread).
+        tokio::task::yield_now().await;
+    }
+    for out in sends {
         match out {
             EndpointOutput::Transmit(t) => {
                 if sockets.send(t.local, t.remote, &t.data).await.is_err() {
@@ -196,14 +221,7 @@ async fn flush(
                     counters.send_errors += 1;
                 }
             }
-            EndpointOutput::Event(conn, event) => {
-                let peer = endpoint
-                    .status()
-                    .into_iter()
-                    .find(|(c, _, _)| *c == conn)
-                    .and_then(|(_, _, status)| status.map(|s| s.remote));
-                let _ = events.send(IkeEvent { conn, event, peer });
-            }
+            EndpointOutput::Event(..) => {}
         }
     }
 }

@@ -288,6 +288,10 @@ pub enum Event {
         old_spi_out: u32,
         /// The new child SA.
         new: ChildSa,
+        /// We answered the rekey: the peer installs the new child only when
+        /// our answer reaches it, so keep sending on the old SA until the
+        /// peer's first packet on the new one (or the old one's deletion).
+        delay_outbound: bool,
     },
     /// A child SA is gone: remove it from the datapath.
     ChildDeleted {

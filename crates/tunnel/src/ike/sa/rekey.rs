@@ -400,6 +400,7 @@ fn child_rekey_request(
         old_spi_in: old.spi_in,
         old_spi_out: old.spi_out,
         new,
+        delay_outbound: true,
     });
     Ok(())
 }
@@ -464,6 +465,7 @@ pub(super) fn handle_child_response(
         old_spi_in: r.old_spi_in,
         old_spi_out: r.old_spi_out,
         new,
+        delay_outbound: false,
     });
     if sa.retiring.iter().any(|c| c.spi_in == r.old_spi_in) {
         sa.queue_request(RequestKind::DeleteChild(r.old_spi_in), now);
