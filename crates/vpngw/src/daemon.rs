@@ -20,11 +20,12 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
+use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 use vpngw_routes::{Command as RouteCommand, Handle as RouteHandle, Notice, Tunnel, TunnelId};
-use vpngw_tunnel::driver::datapath::{Datapath, TunnelSpec};
-use vpngw_tunnel::driver::ike::{self as ike_driver, IkeEvent, IkeSockets};
+use vpngw_tunnel::driver::datapath::{Datapath, SaCounters, TunnelSpec};
+use vpngw_tunnel::driver::ike::{self as ike_driver, IkeCommand, IkeEvent, IkeSockets};
 use vpngw_tunnel::driver::tun::{ifindex, Tun};
 use vpngw_tunnel::esp::sa::{InboundSa, OutboundSa};
 use vpngw_tunnel::ike::endpoint::Endpoint;
@@ -127,7 +128,14 @@ pub async fn run(config: Config) -> std::io::Result<()> {
     let (bgp, mut bgp_events, peer_of_conn) = start_bgp(&config)?;
     let (events_tx, mut events_rx) = mpsc::unbounded_channel();
     let (stop_tx, stop_rx) = watch::channel(false);
-    let driver = tokio::spawn(ike_driver::run(endpoint, sockets, events_tx, stop_rx));
+    let (ike_commands, ike_commands_rx) = mpsc::unbounded_channel();
+    let driver = tokio::spawn(ike_driver::run(
+        endpoint,
+        sockets,
+        events_tx,
+        stop_rx,
+        ike_commands_rx,
+    ));
 
     let mut state = State {
         names,
@@ -141,14 +149,19 @@ pub async fn run(config: Config) -> std::io::Result<()> {
             .collect(),
         bgp,
         peer_of_conn,
+        ike_commands,
+        sa_counters: vec![None; config.connections.len()],
     };
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    // Each second the child SAs' byte counts go to IKE (byte lifetimes).
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {
         tokio::select! {
             Some(event) = events_rx.recv() => state.on_ike_event(event),
             Some(event) = recv_bgp(&mut bgp_events) => state.on_bgp_event(event),
             _ = tokio::signal::ctrl_c() => break,
             _ = sigterm.recv() => break,
+            _ = tick.tick() => state.report_bytes(),
         }
     }
     info!("stopping: deleting SAs");
@@ -302,6 +315,10 @@ fn start_routes(config: &Config) -> std::io::Result<RouteHandle> {
 
 /// What the daemon tracks between events.
 struct State {
+    /// Commands to the IKE endpoint.
+    ike_commands: mpsc::UnboundedSender<IkeCommand>,
+    /// Each connection's current child SA traffic.
+    sa_counters: Vec<Option<Arc<SaCounters>>>,
     names: Vec<String>,
     datapath: Datapath,
     routes: RouteHandle,
@@ -326,6 +343,9 @@ impl State {
                 if self.children.get(conn).copied().flatten() == Some((spi_in, spi_out)) {
                     self.tunnel_state(conn, false);
                     if let Some(slot) = self.children.get_mut(conn) {
+                        *slot = None;
+                    }
+                    if let Some(slot) = self.sa_counters.get_mut(conn) {
                         *slot = None;
                     }
                 }
@@ -374,9 +394,13 @@ impl State {
         let outbound = OutboundSa::new(child.spi_out, esn, &child.keys_out);
         match (inbound, outbound) {
             (Ok(i), Ok(o)) => {
+                let counters = Arc::new(SaCounters::default());
+                if let Some(slot) = self.sa_counters.get_mut(conn) {
+                    *slot = Some(Arc::clone(&counters));
+                }
                 match rekey {
-                    Some(true) => self.datapath.install_staged(conn, i, o, peer),
-                    Some(false) | None => self.datapath.install(conn, i, o, peer),
+                    Some(true) => self.datapath.install_staged(conn, i, o, peer, &counters),
+                    Some(false) | None => self.datapath.install(conn, i, o, peer, &counters),
                 }
                 if let Some(slot) = self.children.get_mut(conn) {
                     *slot = Some((child.spi_in, child.spi_out));
@@ -387,6 +411,18 @@ impl State {
             }
             (Err(e), _) | (_, Err(e)) => {
                 warn!(connection = name, "cannot install the child SA: {e}")
+            }
+        }
+    }
+
+    /// Tells IKE how many bytes each current child SA has carried.
+    fn report_bytes(&self) {
+        for (i, c) in self.sa_counters.iter().enumerate() {
+            if let Some(c) = c {
+                let _ = self.ike_commands.send(IkeCommand::ChildBytes {
+                    conn: vpngw_tunnel::ike::endpoint::ConnId(i),
+                    bytes: c.bytes(),
+                });
             }
         }
     }

@@ -217,3 +217,31 @@ fn twenty_child_rekeys_lose_no_packet_of_a_1000_pps_stream() {
     println!("vpngw answered {rekeys} child rekeys");
     assert!(rekeys >= 20, "{}", logs[0]);
 }
+
+/// The byte lifetime: with `child_lifetime_bytes` at 1 MiB (and hours of
+/// time lifetime), a TCP transfer makes vpngw rekey the child SA because of
+/// the bytes it carried, and traffic goes on over the new SA.
+#[test]
+fn byte_lifetime_triggers_child_rekeys() {
+    let mut lab = Lab::new();
+    let extra = "child_lifetime_bytes = 1048576";
+    lab.vpngw_with(&B, &A, false, extra);
+    lab.vpngw_with(&A, &B, true, extra);
+    lab.wait_route_a();
+    lab.ping();
+    let tcp = lab.iperf();
+    println!("iperf3 TCP: {tcp}");
+    lab.ping();
+    // Read the logs before stopping: a stop deletes the SAs, which the
+    // other side logs as a close.
+    let logs: Vec<String> = lab.daemons.iter().map(|d| d.log()).collect();
+    let rekeys: usize = logs
+        .iter()
+        .map(|l| l.matches("child SA rekeyed").count())
+        .sum();
+    println!("child rekeys triggered by the byte lifetime: {rekeys}");
+    assert!(rekeys >= 2, "{}", logs.join("\n"));
+    for log in &logs {
+        assert!(!log.contains("IKE SA closed"), "{log}");
+    }
+}

@@ -65,6 +65,34 @@ pub struct Counters {
     pub drop_tx_error: AtomicU64,
 }
 
+/// One direction of one child SA: packets and inner bytes. Aligned to a
+/// cache line, so the receive and transmit threads never share one.
+#[derive(Debug, Default)]
+#[repr(align(64))]
+pub struct DirCounters {
+    /// Packets.
+    pub packets: AtomicU64,
+    /// Inner bytes.
+    pub bytes: AtomicU64,
+}
+
+/// Traffic of one child SA pair, for `vpngw sas` and the byte lifetime
+/// the IKE SA rekeys at.
+#[derive(Debug, Default)]
+pub struct SaCounters {
+    /// What arrived on the inbound SA.
+    pub inbound: DirCounters,
+    /// What left on the outbound SA.
+    pub outbound: DirCounters,
+}
+
+impl SaCounters {
+    /// Inner bytes both ways.
+    pub fn bytes(&self) -> u64 {
+        self.inbound.bytes.load(Ordering::Relaxed) + self.outbound.bytes.load(Ordering::Relaxed)
+    }
+}
+
 /// A snapshot of [`Counters`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CounterSnapshot {
@@ -137,6 +165,7 @@ enum RxCommand {
         conn: usize,
         /// Activate this staged outbound SPI at the first authentic packet.
         activate: Option<u32>,
+        counters: Arc<SaCounters>,
     },
     Remove {
         spi: u32,
@@ -147,12 +176,14 @@ enum TxCommand {
     Set {
         sa: Box<OutboundSa>,
         peer: SocketAddr,
+        counters: Arc<SaCounters>,
     },
     /// Keep this SA ready; switch to it at `Activate` (make-before-break
     /// when we answered a rekey), or when the SA in use is cleared.
     Stage {
         sa: Box<OutboundSa>,
         peer: SocketAddr,
+        counters: Arc<SaCounters>,
     },
     Activate {
         spi: u32,
@@ -186,9 +217,9 @@ impl std::fmt::Debug for RxCommand {
 impl std::fmt::Debug for TxCommand {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            TxCommand::Set { sa, peer } => write!(f, "Set({:08x} -> {peer})", sa.spi()),
+            TxCommand::Set { sa, peer, .. } => write!(f, "Set({:08x} -> {peer})", sa.spi()),
             TxCommand::Clear { spi } => write!(f, "Clear({spi:08x})"),
-            TxCommand::Stage { sa, peer } => write!(f, "Stage({:08x} -> {peer})", sa.spi()),
+            TxCommand::Stage { sa, peer, .. } => write!(f, "Stage({:08x} -> {peer})", sa.spi()),
             TxCommand::Activate { spi } => write!(f, "Activate({spi:08x})"),
         }
     }
@@ -265,18 +296,27 @@ impl Datapath {
     /// Installs a child SA pair for connection `conn`: the inbound half
     /// first, so the peer's first packet under the new SA is accepted, then
     /// the outbound half, sending to `peer`.
-    pub fn install(&self, conn: usize, inbound: InboundSa, outbound: OutboundSa, peer: SocketAddr) {
+    pub fn install(
+        &self,
+        conn: usize,
+        inbound: InboundSa,
+        outbound: OutboundSa,
+        peer: SocketAddr,
+        counters: &Arc<SaCounters>,
+    ) {
         let spi = inbound.spi();
         let _ = self.rx.send(RxCommand::Add {
             spi,
             sa: Box::new(inbound),
             conn,
             activate: None,
+            counters: Arc::clone(counters),
         });
         if let Some(tx) = self.tx.get(conn) {
             let _ = tx.send(TxCommand::Set {
                 sa: Box::new(outbound),
                 peer,
+                counters: Arc::clone(counters),
             });
         }
     }
@@ -291,6 +331,7 @@ impl Datapath {
         inbound: InboundSa,
         outbound: OutboundSa,
         peer: SocketAddr,
+        counters: &Arc<SaCounters>,
     ) {
         let spi = inbound.spi();
         let out_spi = outbound.spi();
@@ -298,6 +339,7 @@ impl Datapath {
             let _ = tx.send(TxCommand::Stage {
                 sa: Box::new(outbound),
                 peer,
+                counters: Arc::clone(counters),
             });
         }
         let _ = self.rx.send(RxCommand::Add {
@@ -305,6 +347,7 @@ impl Datapath {
             sa: Box::new(inbound),
             conn,
             activate: Some(out_spi),
+            counters: Arc::clone(counters),
         });
     }
 
@@ -466,26 +509,35 @@ impl TxWorker {
         let mut msgs: Vec<libc::mmsghdr> = (0..BATCH)
             .map(|_| unsafe { MaybeUninit::zeroed().assume_init() })
             .collect();
-        let mut staged: Option<(Box<OutboundSa>, SocketAddr)> = None;
+        // The SA in use, and one staged to take over (make before break).
+        let mut staged: Option<(Box<OutboundSa>, SocketAddr, Arc<SaCounters>)> = None;
+        let mut sa_counters: Option<Arc<SaCounters>> = None;
         let fd = self.tun.fd();
         while !self.stop.load(Ordering::Relaxed) {
             wait_readable(fd);
             loop {
-                match self.commands.try_recv() {
-                    Ok(TxCommand::Set { sa: new, peer: p }) => {
-                        sa = Some(new);
-                        peer = sockaddr_of(p);
+                let promote = match self.commands.try_recv() {
+                    Ok(TxCommand::Set {
+                        sa: new,
+                        peer: p,
+                        counters,
+                    }) => {
                         staged = None;
+                        Some((new, p, counters))
                     }
-                    Ok(TxCommand::Stage { sa: new, peer: p }) => {
-                        staged = Some((new, p));
+                    Ok(TxCommand::Stage {
+                        sa: new,
+                        peer: p,
+                        counters,
+                    }) => {
+                        staged = Some((new, p, counters));
+                        None
                     }
                     Ok(TxCommand::Activate { spi }) => {
-                        if staged.as_ref().is_some_and(|(s, _)| s.spi() == spi) {
-                            if let Some((new, p)) = staged.take() {
-                                sa = Some(new);
-                                peer = sockaddr_of(p);
-                            }
+                        if staged.as_ref().is_some_and(|(s, _, _)| s.spi() == spi) {
+                            staged.take()
+                        } else {
+                            None
                         }
                     }
                     Ok(TxCommand::Clear { spi }) => {
@@ -493,15 +545,21 @@ impl TxWorker {
                             // A staged successor takes over; otherwise the
                             // tunnel has no outbound SA.
                             sa = None;
-                            if let Some((new, p)) = staged.take() {
-                                sa = Some(new);
-                                peer = sockaddr_of(p);
+                            sa_counters = None;
+                            staged.take()
+                        } else {
+                            if staged.as_ref().is_some_and(|(s, _, _)| s.spi() == spi) {
+                                staged = None;
                             }
-                        } else if staged.as_ref().is_some_and(|(s, _)| s.spi() == spi) {
-                            staged = None;
+                            None
                         }
                     }
                     Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+                };
+                if let Some((new, p, counters)) = promote {
+                    sa = Some(new);
+                    peer = sockaddr_of(p);
+                    sa_counters = Some(counters);
                 }
             }
             // Read and seal a batch.
@@ -530,6 +588,10 @@ impl TxWorker {
                     Ok(sealed) => {
                         lens[n] = sealed;
                         bump(&self.counters.tx_bytes, len as u64);
+                        if let Some(c) = &sa_counters {
+                            bump(&c.outbound.packets, 1);
+                            bump(&c.outbound.bytes, len as u64);
+                        }
                         n += 1;
                     }
                     Err(_) => bump(&self.counters.drop_tx_error, 1),
@@ -594,6 +656,7 @@ struct Inbound {
     conn: usize,
     /// A staged outbound SPI to activate at the first authentic packet.
     activate: Option<u32>,
+    counters: Arc<SaCounters>,
 }
 
 struct RxWorker {
@@ -637,8 +700,17 @@ impl RxWorker {
                         sa,
                         conn,
                         activate,
+                        counters,
                     }) => {
-                        table.insert(spi, Inbound { sa, conn, activate });
+                        table.insert(
+                            spi,
+                            Inbound {
+                                sa,
+                                conn,
+                                activate,
+                                counters,
+                            },
+                        );
                     }
                     Ok(RxCommand::Remove { spi }) => {
                         table.remove(&spi);
@@ -728,6 +800,8 @@ impl RxWorker {
                     if w > 0 {
                         bump(&counters.rx_packets, 1);
                         bump(&counters.rx_bytes, inner.len() as u64);
+                        bump(&entry.counters.inbound.packets, 1);
+                        bump(&entry.counters.inbound.bytes, inner.len() as u64);
                     }
                 }
             }

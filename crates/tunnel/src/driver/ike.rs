@@ -99,6 +99,23 @@ pub struct IkeEvent {
     pub peer: Option<SocketAddr>,
 }
 
+/// What the daemon asks of the IKE endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IkeCommand {
+    /// The datapath's byte count of the connection's current child SA
+    /// (for the byte lifetime).
+    ChildBytes {
+        /// The connection.
+        conn: ConnId,
+        /// Inner bytes both ways since the child was installed.
+        bytes: u64,
+    },
+    /// Rekey the connection's child SA now.
+    RekeyChild(ConnId),
+    /// Rekey the connection's IKE SA now.
+    RekeyIke(ConnId),
+}
+
 /// Counters of the driver itself (the endpoint counts IKE-level drops).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DriverCounters {
@@ -119,6 +136,7 @@ pub async fn run(
     mut sockets: IkeSockets,
     events: mpsc::UnboundedSender<IkeEvent>,
     mut stop: watch::Receiver<bool>,
+    mut commands: mpsc::UnboundedReceiver<IkeCommand>,
 ) -> io::Result<DriverCounters> {
     let mut from_datapath = sockets.natt_from_datapath.take();
     let datapath_attached = from_datapath.is_some();
@@ -157,6 +175,13 @@ pub async fn run(
                     Some(Natt::Malformed) | None => counters.malformed += 1,
                 }
             }
+            Some(command) = commands.recv() => match command {
+                IkeCommand::ChildBytes { conn, bytes } => {
+                    endpoint.note_child_bytes(conn, Instant::now(), bytes)
+                }
+                IkeCommand::RekeyChild(conn) => endpoint.rekey_child(conn, Instant::now(), &mut rng),
+                IkeCommand::RekeyIke(conn) => endpoint.rekey_ike(conn, Instant::now(), &mut rng),
+            },
             () = sleep => endpoint.handle_timeout(Instant::now(), &mut rng),
             r = stop.changed() => {
                 if r.is_err() || *stop.borrow() {

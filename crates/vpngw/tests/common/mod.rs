@@ -86,6 +86,11 @@ impl Lab {
     /// Starts vpngw on `me`'s gateway, with a tunnel to `peer` carrying
     /// `peer`'s LAN as a static route.
     pub fn vpngw(&mut self, me: &Side, peer: &Side, initiate: bool) {
+        self.vpngw_with(me, peer, initiate, "");
+    }
+
+    /// Like [`vpngw`](Self::vpngw) with extra keys in the connection.
+    pub fn vpngw_with(&mut self, me: &Side, peer: &Side, initiate: bool, extra: &str) {
         let psk = self.dir.write(&format!("{}.psk", me.name), PSK);
         std::fs::set_permissions(&psk, std::fs::Permissions::from_mode(0o600)).unwrap();
         let conf = self.dir.write(
@@ -103,6 +108,7 @@ initiate = {initiate}
 tunnel_address = "{me_tunnel}"
 tunnel_peer = "{peer_tunnel}"
 static_routes = ["{peer_lan}"]
+{extra}
 "#,
                 my_lan = me.lan,
                 peer_name = peer.name,
