@@ -114,6 +114,7 @@ struct RawConnection {
     ike_lifetime: Option<u64>,
     child_lifetime: Option<u64>,
     child_lifetime_bytes: Option<u64>,
+    child_lifetime_packets: Option<u64>,
     dpd_interval: Option<u64>,
     dpd_timeout: Option<u64>,
     tun_name: Option<String>,
@@ -259,6 +260,8 @@ pub struct Connection {
     pub child_lifetime: Duration,
     /// Child SA lifetime in bytes.
     pub child_lifetime_bytes: u64,
+    /// Child SA lifetime in packets (0: none).
+    pub child_lifetime_packets: u64,
     /// DPD: probe after this much silence.
     pub dpd_interval: Duration,
     /// DPD: declare the peer dead after this much silence.
@@ -519,6 +522,15 @@ fn connection(
             "expected at least 1048576 (1 MiB)",
         ));
     }
+    if rc
+        .child_lifetime_packets
+        .is_some_and(|n| n != 0 && n < 1000)
+    {
+        return Err(cx.invalid(
+            k("child_lifetime_packets"),
+            "expected 0 (no packet limit) or at least 1000",
+        ));
+    }
     let dpd_interval = secs(
         cx,
         &k("dpd_interval"),
@@ -610,6 +622,7 @@ fn connection(
         ike_lifetime,
         child_lifetime,
         child_lifetime_bytes,
+        child_lifetime_packets: rc.child_lifetime_packets.unwrap_or(0),
         dpd_interval,
         dpd_timeout,
         tun_name,

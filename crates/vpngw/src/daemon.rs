@@ -79,6 +79,7 @@ fn sa_config(c: &Connection) -> SaConfig {
         ike_lifetime: c.ike_lifetime,
         child_lifetime: c.child_lifetime,
         child_lifetime_bytes: c.child_lifetime_bytes,
+        child_lifetime_packets: c.child_lifetime_packets,
     }
 }
 
@@ -422,6 +423,7 @@ impl State {
                 let _ = self.ike_commands.send(IkeCommand::ChildBytes {
                     conn: vpngw_tunnel::ike::endpoint::ConnId(i),
                     bytes: c.bytes(),
+                    packets: c.packets(),
                 });
             }
         }

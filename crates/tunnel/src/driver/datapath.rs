@@ -91,6 +91,11 @@ impl SaCounters {
     pub fn bytes(&self) -> u64 {
         self.inbound.bytes.load(Ordering::Relaxed) + self.outbound.bytes.load(Ordering::Relaxed)
     }
+
+    /// Packets both ways.
+    pub fn packets(&self) -> u64 {
+        self.inbound.packets.load(Ordering::Relaxed) + self.outbound.packets.load(Ordering::Relaxed)
+    }
 }
 
 /// A snapshot of [`Counters`].

@@ -109,6 +109,8 @@ pub enum IkeCommand {
         conn: ConnId,
         /// Inner bytes both ways since the child was installed.
         bytes: u64,
+        /// Packets both ways since the child was installed.
+        packets: u64,
     },
     /// Rekey the connection's child SA now.
     RekeyChild(ConnId),
@@ -176,8 +178,8 @@ pub async fn run(
                 }
             }
             Some(command) = commands.recv() => match command {
-                IkeCommand::ChildBytes { conn, bytes } => {
-                    endpoint.note_child_bytes(conn, Instant::now(), bytes)
+                IkeCommand::ChildBytes { conn, bytes, packets } => {
+                    endpoint.note_child_usage(conn, Instant::now(), bytes, packets)
                 }
                 IkeCommand::RekeyChild(conn) => endpoint.rekey_child(conn, Instant::now(), &mut rng),
                 IkeCommand::RekeyIke(conn) => endpoint.rekey_ike(conn, Instant::now(), &mut rng),

@@ -231,8 +231,14 @@ impl Endpoint {
     /// soft byte lifetime the child is rekeyed (see
     /// [`IkeSa::note_child_bytes`]).
     pub fn note_child_bytes(&mut self, conn: ConnId, now: Instant, bytes: u64) {
+        self.note_child_usage(conn, now, bytes, 0);
+    }
+
+    /// The datapath's byte and packet counts of `conn`'s current child SA
+    /// ([`IkeSa::note_child_usage`]).
+    pub fn note_child_usage(&mut self, conn: ConnId, now: Instant, bytes: u64, packets: u64) {
         if let Some(sa) = self.current_mut(conn) {
-            sa.note_child_bytes(now, bytes);
+            sa.note_child_usage(now, bytes, packets);
         }
     }
 

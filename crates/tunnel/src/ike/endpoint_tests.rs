@@ -40,6 +40,7 @@ fn cfg(local: &str, remote: &str) -> SaConfig {
         ike_lifetime: Duration::from_secs(3600),
         child_lifetime: Duration::from_secs(3600),
         child_lifetime_bytes: 1 << 40,
+        child_lifetime_packets: 0,
     }
 }
 

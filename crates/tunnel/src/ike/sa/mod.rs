@@ -112,8 +112,11 @@ pub struct SaConfig {
     pub child_lifetime: Duration,
     /// The child SA's lifetime in bytes (both directions together, as the
     /// datapath reports them through [`IkeSa::note_child_bytes`]); rekeyed
-    /// at 90% of it.
+    /// at 90% of it, deleted (with the IKE SA, which restarts) at 100%.
     pub child_lifetime_bytes: u64,
+    /// The child SA's lifetime in packets, both directions (0: none);
+    /// rekeyed at 90%, deleted at 100%.
+    pub child_lifetime_packets: u64,
 }
 
 impl fmt::Debug for SaConfig {
@@ -416,6 +419,8 @@ struct Child {
     expire_at: Instant,
     /// Rekey once the datapath reports this many bytes.
     rekey_bytes: u64,
+    /// Rekey once it reports this many packets (u64::MAX: no limit).
+    rekey_packets: u64,
 }
 
 /// Our one request in flight (window size 1).
@@ -779,9 +784,25 @@ impl IkeSa {
     /// the child is rekeyed at the next [`handle_timeout`](Self::handle_timeout)
     /// ([`poll_timeout`](Self::poll_timeout) then says `now`).
     pub fn note_child_bytes(&mut self, now: Instant, bytes: u64) {
+        self.note_child_usage(now, bytes, 0);
+    }
+
+    /// The datapath's byte and packet counts of the current child SA (both
+    /// directions, since it was installed): past 90% of either lifetime the
+    /// child is rekeyed; past 100% (a rekey that did not happen in time)
+    /// its hard lifetime has ended, as when its time runs out.
+    pub fn note_child_usage(&mut self, now: Instant, bytes: u64, packets: u64) {
+        let hard_bytes = self.cfg.child_lifetime_bytes;
+        let hard_packets = match self.cfg.child_lifetime_packets {
+            0 => u64::MAX,
+            n => n,
+        };
         if let Some(c) = &mut self.child {
-            if bytes >= c.rekey_bytes && c.rekey_at.is_some() {
+            if (bytes >= c.rekey_bytes || packets >= c.rekey_packets) && c.rekey_at.is_some() {
                 c.rekey_at = Some(now);
+            }
+            if bytes >= hard_bytes || packets >= hard_packets {
+                c.expire_at = c.expire_at.min(now);
             }
         }
     }
@@ -1354,6 +1375,10 @@ impl IkeSa {
             rekey_at: Some(soft_deadline(now, lifetime, rng)),
             expire_at: now + lifetime,
             rekey_bytes: bytes / 10 * 9,
+            rekey_packets: match self.cfg.child_lifetime_packets {
+                0 => u64::MAX,
+                n => n / 10 * 9,
+            },
         }
     }
 

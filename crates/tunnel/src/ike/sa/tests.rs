@@ -58,6 +58,7 @@ fn config(ike: &str, esp: &str, psk: &str, local: &str, remote: &str) -> SaConfi
         ike_lifetime: Duration::from_secs(24 * 3600),
         child_lifetime: Duration::from_secs(24 * 3600),
         child_lifetime_bytes: 1 << 40,
+        child_lifetime_packets: 0,
     }
 }
 
@@ -1328,5 +1329,42 @@ fn fqdn_and_key_id_identities() {
     assert_eq!(
         closed(&net.events_i),
         Some(&CloseReason::AuthenticationFailed { by_peer: true })
+    );
+}
+
+#[test]
+fn the_packet_lifetime_triggers_a_child_rekey() {
+    let (mut ic, rc) = pair_configs(IKE, "aes256gcm16");
+    ic.child_lifetime_packets = 10_000;
+    let mut net = Net::new(ic, rc);
+    net.run(Duration::from_secs(5), never);
+    net.i.note_child_usage(net.now, 1000, 8_000);
+    assert!(net.i.poll_timeout().unwrap() > net.now, "below 90%");
+    net.i.note_child_usage(net.now, 1000, 9_500);
+    assert_eq!(net.i.poll_timeout(), Some(net.now));
+    net.run(Duration::from_secs(5), never);
+    assert_eq!(count(&net.events_i, rekeyed), 1);
+    one_live_child(&net);
+}
+
+/// Past the hard byte lifetime (the rekey did not come in time) the child
+/// may not carry on: the SA ends, as at the hard time lifetime.
+#[test]
+fn the_hard_byte_lifetime_ends_the_sa() {
+    let (mut ic, rc) = pair_configs(IKE, "aes256gcm16");
+    ic.child_lifetime_bytes = 1_000_000;
+    let mut net = Net::new(ic, rc);
+    net.run(Duration::from_secs(5), never);
+    // The peer does not answer the rekey in time, and the bytes run out.
+    net.i.note_child_usage(net.now, 950_000, 0);
+    net.i.handle_timeout(net.now, &mut net.rng_i);
+    net.collect();
+    net.wire.clear();
+    net.i.note_child_usage(net.now, 1_000_000, 0);
+    assert_eq!(net.i.poll_timeout(), Some(net.now));
+    net.run(Duration::from_secs(60), never);
+    assert_eq!(
+        closed(&net.events_i),
+        Some(&CloseReason::LifetimeExpired { sa: "child" })
     );
 }
