@@ -239,6 +239,36 @@ static_routes = ["{peer_lan}"]
             .join("\n")
     }
 
+    /// A UDP iperf3 from host A to host B at `rate` (e.g. "4M") for
+    /// `seconds`; returns the receiver's summary line.
+    pub fn iperf_udp(&self, seconds: u32, rate: &str) -> String {
+        let server = Proc::spawn(
+            &self.host_b,
+            "iperf3 server",
+            &["iperf3", "-s", "-1"],
+            &[],
+            &self.dir.join("iperf3-udp.log"),
+        );
+        let secs = seconds.to_string();
+        let out = wait_until("iperf3 to run", SETUP, || {
+            let out = self
+                .host_a
+                .run("iperf3", &["-c", B.host, "-u", "-b", rate, "-t", &secs]);
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            if out.status.success() {
+                Ok(text)
+            } else {
+                std::thread::sleep(Duration::from_millis(200));
+                Err(format!("{text}{}", String::from_utf8_lossy(&out.stderr)))
+            }
+        });
+        drop(server);
+        out.lines()
+            .filter(|l| l.contains("receiver"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
     pub fn stop_daemons(&mut self) -> Vec<String> {
         self.daemons
             .iter_mut()
