@@ -19,3 +19,5 @@
 pub mod driver;
 pub mod esp;
 pub mod ike;
+#[cfg(test)]
+mod sim_clock;

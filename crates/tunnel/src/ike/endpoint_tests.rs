@@ -64,7 +64,7 @@ struct Pair {
 
 impl Pair {
     fn new(cookie_threshold: usize) -> Pair {
-        let now = Instant::now();
+        let now = crate::sim_clock::origin();
         let mut a = Endpoint::new();
         let mut b = Endpoint::new();
         a.add_connection("to-b", cfg(A, B), sock(A), sock(B), true, now);

@@ -642,6 +642,33 @@ fn send_auth_request(sa: &mut IkeSa, now: Instant, rng: &mut dyn Random) -> Resu
     Ok(())
 }
 
+/// Whether the peer's PSK AUTH verifies (§2.15). The peer signs its own
+/// IKE_SA_INIT message with our nonce and its SK_p: the initiator's are
+/// the request, Nr and SK_pi; the responder's the response, Ni and SK_pr.
+fn peer_auth_verifies(
+    sa: &IkeSa,
+    keys: &Keys,
+    setup: &Setup,
+    id: &Identification,
+    auth: &Authentication,
+) -> bool {
+    let (message, nonce, sk_p) = match sa.role {
+        super::Role::Responder => (&setup.init_request, &setup.nr, keys.ike.sk_pi()),
+        super::Role::Initiator => (&setup.init_response, &setup.ni, keys.ike.sk_pr()),
+    };
+    auth.auth_method == AuthMethod::SHARED_KEY_MIC
+        && verify_psk_auth(
+            keys.ike.algorithms().prf,
+            &sa.cfg.psk,
+            message,
+            nonce,
+            sk_p,
+            &id.body(),
+            &auth.data,
+        )
+        .is_ok()
+}
+
 fn same_id(a: &Identification, b: &Identification) -> bool {
     a.id_type == b.id_type && a.data == b.data
 }
@@ -700,18 +727,7 @@ pub(super) fn handle_auth_request(
         _ => return Err(Drop::Silently),
     };
     let prf = keys.ike.algorithms().prf;
-    let verified = auth.auth_method == AuthMethod::SHARED_KEY_MIC
-        && verify_psk_auth(
-            prf,
-            &sa.cfg.psk,
-            &setup.init_request,
-            &setup.nr,
-            keys.ike.sk_pi(),
-            &idi.body(),
-            &auth.data,
-        )
-        .is_ok();
-    if !verified {
+    if !peer_auth_verifies(sa, keys, setup, idi, auth) {
         return refuse(sa, CloseReason::AuthenticationFailed { by_peer: false });
     }
     let idr = sa.cfg.local_id.clone();
@@ -839,18 +855,7 @@ pub(super) fn handle_auth_response(
         _ => return Err(Drop::Silently),
     };
     let prf = keys.ike.algorithms().prf;
-    let verified = auth.auth_method == AuthMethod::SHARED_KEY_MIC
-        && verify_psk_auth(
-            prf,
-            &sa.cfg.psk,
-            &setup.init_response,
-            &setup.ni,
-            keys.ike.sk_pr(),
-            &idr.body(),
-            &auth.data,
-        )
-        .is_ok();
-    if !verified {
+    if !peer_auth_verifies(sa, keys, setup, idr, auth) {
         return Err(Drop::Close(CloseReason::AuthenticationFailed {
             by_peer: false,
         }));

@@ -105,7 +105,7 @@ impl Net {
     }
 
     fn with_seeds(i_cfg: SaConfig, r_cfg: SaConfig, seed_i: u64, seed_r: u64) -> Net {
-        let now = Instant::now();
+        let now = crate::sim_clock::origin();
         let mut rng_i = TestRng::new(seed_i);
         let i = IkeSa::initiate(i_cfg, addr(I_ADDR), addr(R_ADDR), now, &mut rng_i);
         let mut net = Net {
