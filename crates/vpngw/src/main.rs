@@ -79,6 +79,14 @@ fn run(file: &std::path::Path) -> ExitCode {
 }
 
 fn demo() -> ExitCode {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!(
+            "vpngw demo builds network namespaces, TUN devices and routes: run it as root \
+             (sudo cargo run -p vpngw -- demo)"
+        );
+        return ExitCode::FAILURE;
+    }
     let exe = match std::env::current_exe() {
         Ok(exe) => exe,
         Err(e) => {
