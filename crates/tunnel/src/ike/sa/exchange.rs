@@ -217,6 +217,32 @@ impl<'a> Parts<'a> {
 }
 
 /// The first error notify in a response, if any.
+/// The group number an INVALID_KE_PAYLOAD notify asks for (§2.7).
+pub(super) fn ke_group_asked(n: &Notify) -> Option<u16> {
+    n.data.get(..2).map(|b| u16::from_be_bytes([b[0], b[1]]))
+}
+
+/// Our first ESP proposal (in our order) that one of the peer's offers
+/// matches: the proposal number, the peer's SPI and the algorithms. `pfs`
+/// as in [`EspProposal::select`](crate::ike::proposal::EspProposal::select).
+pub(super) fn select_esp(
+    sa: &IkeSa,
+    proposals: &[Proposal],
+    pfs: bool,
+) -> Option<(u8, u32, EspAlgorithms)> {
+    sa.cfg.esp_proposals.iter().find_map(|ours| {
+        proposals
+            .iter()
+            .filter(|p| p.protocol_id == ProtocolId::ESP)
+            .find_map(|p| match p.spi {
+                Spi::Child(spi_out) => ours
+                    .select(&offered(p), pfs)
+                    .map(|algs| (p.proposal_num, spi_out, algs)),
+                Spi::Empty | Spi::Ike(_) => None,
+            })
+    })
+}
+
 pub(super) fn error_notify(payloads: &[Payload]) -> Option<&Notify> {
     notifies(payloads).find(|n| n.notify_type.is_error())
 }
@@ -496,7 +522,7 @@ pub(super) fn handle_init_response(
     }
     if let Some(n) = notify_of(&message.payloads, NotifyType::INVALID_KE_PAYLOAD) {
         // §2.7: retry with the group the responder asks for, if we offer it.
-        let wanted = n.data.get(..2).map(|b| u16::from_be_bytes([b[0], b[1]]));
+        let wanted = ke_group_asked(n);
         let group = wanted
             .and_then(DhGroup::from_wire)
             .filter(|g| sa.cfg.ike_proposals.iter().any(|p| p.dh.contains(g)));
@@ -746,17 +772,7 @@ pub(super) fn handle_auth_request(
             data: our_auth.to_vec(),
         }),
     ];
-    let chosen = sa.cfg.esp_proposals.iter().find_map(|ours| {
-        proposals
-            .iter()
-            .filter(|p| p.protocol_id == ProtocolId::ESP)
-            .find_map(|p| match p.spi {
-                Spi::Child(spi_out) => ours
-                    .select(&offered(p), false)
-                    .map(|algs| (p.proposal_num, spi_out, algs)),
-                Spi::Empty | Spi::Ike(_) => None,
-            })
-    });
+    let chosen = select_esp(sa, proposals, false);
     let Some((proposal_num, spi_out, algs)) = chosen else {
         response.push(Payload::Notify(Notify::new(
             NotifyType::NO_PROPOSAL_CHOSEN,

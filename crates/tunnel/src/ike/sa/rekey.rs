@@ -27,8 +27,8 @@
 use std::time::Instant;
 
 use super::exchange::{
-    error_notify, esp_chosen, ike_chosen, new_ke, notify_of, offered, random_bytes, to_wire, Parts,
-    MAX_INIT_RETRIES, NONCE_LEN,
+    error_notify, esp_chosen, ike_chosen, ke_group_asked, new_ke, notify_of, offered, random_bytes,
+    select_esp, to_wire, Parts, MAX_INIT_RETRIES, NONCE_LEN,
 };
 use super::{
     random_child_spi, random_spi, Drop, Event, IkeSa, Keys, Phase, Random, RequestKind, Role,
@@ -287,18 +287,7 @@ fn child_rekey_request(
         };
         return refuse(sa, mid, notify, Vec::new());
     };
-    let chosen = sa.cfg.esp_proposals.iter().find_map(|ours| {
-        parts
-            .sa
-            .iter()
-            .filter(|p| p.protocol_id == ProtocolId::ESP)
-            .find_map(|p| match p.spi {
-                Spi::Child(spi_out) => ours
-                    .select(&offered(p), true)
-                    .map(|algs| (p.proposal_num, spi_out, algs)),
-                Spi::Empty | Spi::Ike(_) => None,
-            })
-    });
+    let chosen = select_esp(sa, parts.sa, true);
     let Some((proposal_num, spi_out, algs)) = chosen else {
         return refuse(sa, mid, NotifyType::NO_PROPOSAL_CHOSEN, Vec::new());
     };
@@ -417,10 +406,8 @@ pub(super) fn handle_child_response(
     };
     if let Some(n) = error_notify(payloads) {
         if n.notify_type == NotifyType::INVALID_KE_PAYLOAD {
-            let wanted = n
-                .data
-                .get(..2)
-                .and_then(|b| DhGroup::from_wire(u16::from_be_bytes([b[0], b[1]])))
+            let wanted = ke_group_asked(n)
+                .and_then(DhGroup::from_wire)
                 .filter(|g| sa.cfg.esp_proposals.iter().any(|p| p.dh.contains(g)));
             let current = r.ke.as_ref().map(KeyExchange::group);
             if let Some(g) = wanted.filter(|g| Some(*g) != current) {
@@ -661,10 +648,8 @@ pub(super) fn handle_ike_response(
     };
     if let Some(n) = error_notify(payloads) {
         if n.notify_type == NotifyType::INVALID_KE_PAYLOAD {
-            let wanted = n
-                .data
-                .get(..2)
-                .and_then(|b| DhGroup::from_wire(u16::from_be_bytes([b[0], b[1]])))
+            let wanted = ke_group_asked(n)
+                .and_then(DhGroup::from_wire)
                 .filter(|g| sa.cfg.ike_proposals.iter().any(|p| p.dh.contains(g)));
             if let Some(g) = wanted.filter(|g| *g != r.ke.group()) {
                 if r.retries < MAX_INIT_RETRIES {
