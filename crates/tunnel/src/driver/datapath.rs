@@ -17,6 +17,12 @@
 //!   IKE messages found on port 4500 are copied into the channel to the IKE
 //!   driver (control traffic, rare).
 //! - Threads wake at least every 100 ms to notice stop requests.
+//! - Tunnels come and go while running ([`Datapath::add_tunnel`],
+//!   [`Datapath::remove_tunnel`]): a tunnel is a transmit thread plus an
+//!   entry in the receive thread's tunnel map, added and removed through
+//!   the same command channel. Each inbound SA carries its tunnel (TUN
+//!   device, MSS clamp, counters) with it, so the receive path looks up
+//!   nothing but the SPI.
 
 use std::collections::HashMap;
 use std::io;
@@ -163,7 +169,27 @@ pub struct TunnelSpec {
     pub mss_clamp: u16,
 }
 
+/// What the receive thread keeps of one tunnel.
+struct RxTunnel {
+    tun: Arc<Tun>,
+    clamp: u16,
+    counters: Arc<Counters>,
+    /// The tunnel's transmit thread, to activate staged SAs (once per rekey).
+    tx: Sender<TxCommand>,
+}
+
 enum RxCommand {
+    /// A tunnel appeared: SAs for `conn` may be added from now on.
+    AddTunnel {
+        conn: usize,
+        tunnel: Arc<RxTunnel>,
+    },
+    /// A tunnel is gone: forget it and every inbound SA of it (so no
+    /// reference to its TUN device stays behind), then say so on `done`.
+    RemoveTunnel {
+        conn: usize,
+        done: Sender<()>,
+    },
     Add {
         spi: u32,
         sa: Box<InboundSa>,
@@ -198,21 +224,36 @@ enum TxCommand {
     },
 }
 
+/// The control plane's handle on one tunnel.
+#[derive(Debug)]
+struct Tunnel {
+    tx: Sender<TxCommand>,
+    tun: Arc<Tun>,
+    counters: Arc<Counters>,
+    /// Tells this tunnel's transmit thread alone to stop.
+    quit: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
 /// The running datapath: the control plane's handle on it.
 #[derive(Debug)]
 pub struct Datapath {
+    socket: Arc<UdpSocket>,
     rx: Sender<RxCommand>,
-    tx: Vec<Sender<TxCommand>>,
-    tuns: Vec<Arc<Tun>>,
-    counters: Vec<Arc<Counters>>,
+    /// The tunnels by connection index (sparse).
+    tunnels: HashMap<usize, Tunnel>,
     global: Arc<GlobalCounters>,
     stop: Arc<AtomicBool>,
-    threads: Vec<JoinHandle<()>>,
+    rx_thread: Option<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for RxCommand {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            RxCommand::AddTunnel { conn, tunnel } => {
+                write!(f, "AddTunnel(conn {conn}, {})", tunnel.tun.name())
+            }
+            RxCommand::RemoveTunnel { conn, .. } => write!(f, "RemoveTunnel(conn {conn})"),
             RxCommand::Add { spi, conn, .. } => write!(f, "Add({spi:08x}, conn {conn})"),
             RxCommand::Remove { spi } => write!(f, "Remove({spi:08x})"),
         }
@@ -233,7 +274,9 @@ impl std::fmt::Debug for TxCommand {
 impl Datapath {
     /// Starts the threads: one receiver on `socket` (UDP 4500, shared with
     /// the IKE driver, which gets the IKE messages through `ike`), one
-    /// transmitter per tunnel.
+    /// transmitter per tunnel. The tunnels get the connection indices
+    /// `0..tunnels.len()`; more can be added later
+    /// ([`add_tunnel`](Self::add_tunnel)).
     pub fn start(
         socket: UdpSocket,
         ike: tokio::sync::mpsc::Sender<NattIke>,
@@ -243,59 +286,129 @@ impl Datapath {
         let socket = Arc::new(socket);
         let stop = Arc::new(AtomicBool::new(false));
         let global = Arc::new(GlobalCounters::default());
-        let mut tuns = Vec::new();
-        let mut counters = Vec::new();
-        let mut clamps = Vec::new();
-        let mut tx = Vec::new();
-        let mut threads = Vec::new();
-        for (i, spec) in tunnels.into_iter().enumerate() {
-            let tun = Arc::new(spec.tun);
-            let c = Arc::new(Counters::default());
-            let (cmd_tx, cmd_rx) = mpsc::channel();
-            let worker = TxWorker {
-                tun: Arc::clone(&tun),
-                socket: Arc::clone(&socket),
-                commands: cmd_rx,
-                counters: Arc::clone(&c),
-                stop: Arc::clone(&stop),
-                mss_clamp: spec.mss_clamp,
-            };
-            threads.push(
-                std::thread::Builder::new()
-                    .name(format!("vpngw-tx-{i}"))
-                    .spawn(move || worker.run())?,
-            );
-            tuns.push(tun);
-            counters.push(c);
-            clamps.push(spec.mss_clamp);
-            tx.push(cmd_tx);
-        }
         let (rx_tx, rx_rx) = mpsc::channel();
         let worker = RxWorker {
-            socket,
-            tuns: tuns.clone(),
-            clamps,
+            socket: Arc::clone(&socket),
             commands: rx_rx,
-            counters: counters.clone(),
             global: Arc::clone(&global),
             ike,
             stop: Arc::clone(&stop),
-            tx: tx.clone(),
         };
-        threads.push(
-            std::thread::Builder::new()
-                .name("vpngw-rx".into())
-                .spawn(move || worker.run())?,
-        );
-        Ok(Datapath {
+        let rx_thread = std::thread::Builder::new()
+            .name("vpngw-rx".into())
+            .spawn(move || worker.run())?;
+        let mut datapath = Datapath {
+            socket,
             rx: rx_tx,
-            tx,
-            tuns,
-            counters,
+            tunnels: HashMap::new(),
             global,
             stop,
-            threads,
-        })
+            rx_thread: Some(rx_thread),
+        };
+        for (conn, spec) in tunnels.into_iter().enumerate() {
+            datapath.add_tunnel(conn, spec)?;
+        }
+        Ok(datapath)
+    }
+
+    /// Adds the tunnel of connection `conn` (any index; the indices in use
+    /// need not be contiguous): starts its transmit thread and tells the
+    /// receive thread about its TUN device. Fails if `conn` already has a
+    /// tunnel ([`io::ErrorKind::AlreadyExists`]) or the datapath stopped.
+    pub fn add_tunnel(&mut self, conn: usize, spec: TunnelSpec) -> io::Result<()> {
+        if self.tunnels.contains_key(&conn) {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("connection {conn} already has a tunnel"),
+            ));
+        }
+        let tun = Arc::new(spec.tun);
+        let counters = Arc::new(Counters::default());
+        let quit = Arc::new(AtomicBool::new(false));
+        let (cmd_tx, cmd_rx) = mpsc::channel();
+        let rx_tunnel = Arc::new(RxTunnel {
+            tun: Arc::clone(&tun),
+            clamp: spec.mss_clamp,
+            counters: Arc::clone(&counters),
+            tx: cmd_tx.clone(),
+        });
+        if self
+            .rx
+            .send(RxCommand::AddTunnel {
+                conn,
+                tunnel: rx_tunnel,
+            })
+            .is_err()
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the datapath's receive thread is gone",
+            ));
+        }
+        let worker = TxWorker {
+            tun: Arc::clone(&tun),
+            socket: Arc::clone(&self.socket),
+            commands: cmd_rx,
+            counters: Arc::clone(&counters),
+            stop: Arc::clone(&self.stop),
+            quit: Arc::clone(&quit),
+            mss_clamp: spec.mss_clamp,
+        };
+        let thread = match std::thread::Builder::new()
+            .name(format!("vpngw-tx-{conn}"))
+            .spawn(move || worker.run())
+        {
+            Ok(t) => t,
+            Err(e) => {
+                let (done, _) = mpsc::channel();
+                let _ = self.rx.send(RxCommand::RemoveTunnel { conn, done });
+                return Err(e);
+            }
+        };
+        self.tunnels.insert(
+            conn,
+            Tunnel {
+                tx: cmd_tx,
+                tun,
+                counters,
+                quit,
+                thread: Some(thread),
+            },
+        );
+        Ok(())
+    }
+
+    /// Removes the tunnel of connection `conn` (nothing if it has none):
+    /// stops and joins its transmit thread, and has the receive thread drop
+    /// every inbound SA of it and its TUN device. When this returns no
+    /// reference to the [`Tun`] is left, so the kernel interface is gone
+    /// (unless the caller holds another descriptor of it). Blocks until both
+    /// threads have noticed: at most about one poll interval (100 ms), or
+    /// one second if the receive thread does not answer. Other tunnels are
+    /// not disturbed.
+    pub fn remove_tunnel(&mut self, conn: usize) {
+        let Some(mut tunnel) = self.tunnels.remove(&conn) else {
+            return;
+        };
+        // Both threads notice within one poll interval; wait for them
+        // together.
+        let (done_tx, done_rx) = mpsc::channel();
+        let asked = self
+            .rx
+            .send(RxCommand::RemoveTunnel {
+                conn,
+                done: done_tx,
+            })
+            .is_ok();
+        tunnel.quit.store(true, Ordering::Relaxed);
+        if let Some(thread) = tunnel.thread.take() {
+            let _ = thread.join();
+        }
+        if asked {
+            // Err: the receive thread ended (and dropped everything) or is
+            // stuck; either way there is nothing more to wait for.
+            let _ = done_rx.recv_timeout(std::time::Duration::from_secs(1));
+        }
     }
 
     /// Installs a child SA pair for connection `conn`: the inbound half
@@ -317,8 +430,8 @@ impl Datapath {
             activate: None,
             counters: Arc::clone(counters),
         });
-        if let Some(tx) = self.tx.get(conn) {
-            let _ = tx.send(TxCommand::Set {
+        if let Some(t) = self.tunnels.get(&conn) {
+            let _ = t.tx.send(TxCommand::Set {
                 sa: Box::new(outbound),
                 peer,
                 counters: Arc::clone(counters),
@@ -340,8 +453,8 @@ impl Datapath {
     ) {
         let spi = inbound.spi();
         let out_spi = outbound.spi();
-        if let Some(tx) = self.tx.get(conn) {
-            let _ = tx.send(TxCommand::Stage {
+        if let Some(t) = self.tunnels.get(&conn) {
+            let _ = t.tx.send(TxCommand::Stage {
                 sa: Box::new(outbound),
                 peer,
                 counters: Arc::clone(counters),
@@ -358,8 +471,8 @@ impl Datapath {
 
     /// Switches connection `conn` to its staged outbound SA `spi_out`.
     pub fn activate(&self, conn: usize, spi_out: u32) {
-        if let Some(tx) = self.tx.get(conn) {
-            let _ = tx.send(TxCommand::Activate { spi: spi_out });
+        if let Some(t) = self.tunnels.get(&conn) {
+            let _ = t.tx.send(TxCommand::Activate { spi: spi_out });
         }
     }
 
@@ -367,19 +480,26 @@ impl Datapath {
     /// one in use).
     pub fn remove(&self, conn: usize, spi_in: u32, spi_out: u32) {
         let _ = self.rx.send(RxCommand::Remove { spi: spi_in });
-        if let Some(tx) = self.tx.get(conn) {
-            let _ = tx.send(TxCommand::Clear { spi: spi_out });
+        if let Some(t) = self.tunnels.get(&conn) {
+            let _ = t.tx.send(TxCommand::Clear { spi: spi_out });
         }
     }
 
-    /// Connection `conn`'s TUN device.
+    /// Connection `conn`'s TUN device (None if it has no tunnel).
     pub fn tun(&self, conn: usize) -> Option<&Tun> {
-        self.tuns.get(conn).map(Arc::as_ref)
+        self.tunnels.get(&conn).map(|t| t.tun.as_ref())
     }
 
-    /// Connection `conn`'s counters.
+    /// Connection `conn`'s counters (None if it has no tunnel).
     pub fn counters(&self, conn: usize) -> Option<CounterSnapshot> {
-        self.counters.get(conn).map(|c| c.snapshot())
+        self.tunnels.get(&conn).map(|t| t.counters.snapshot())
+    }
+
+    /// The connections that have a tunnel, in ascending order.
+    pub fn tunnels(&self) -> Vec<usize> {
+        let mut conns: Vec<usize> = self.tunnels.keys().copied().collect();
+        conns.sort_unstable();
+        conns
     }
 
     /// Counters of traffic that matched no connection.
@@ -395,8 +515,13 @@ impl Datapath {
     /// Stops the threads and waits for them.
     pub fn stop(mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads.drain(..) {
-            let _ = t.join();
+        for t in self.tunnels.values_mut() {
+            if let Some(thread) = t.thread.take() {
+                let _ = thread.join();
+            }
+        }
+        if let Some(thread) = self.rx_thread.take() {
+            let _ = thread.join();
         }
     }
 }
@@ -489,11 +614,19 @@ struct TxWorker {
     socket: Arc<UdpSocket>,
     commands: Receiver<TxCommand>,
     counters: Arc<Counters>,
+    /// The whole datapath stops.
     stop: Arc<AtomicBool>,
+    /// This tunnel stops.
+    quit: Arc<AtomicBool>,
     mss_clamp: u16,
 }
 
 impl TxWorker {
+    /// The datapath or this tunnel is stopping.
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed) || self.quit.load(Ordering::Relaxed)
+    }
+
     fn run(self) {
         let mut sa: Option<Box<OutboundSa>> = None;
         let mut peer = (
@@ -518,7 +651,7 @@ impl TxWorker {
         let mut staged: Option<(Box<OutboundSa>, SocketAddr, Arc<SaCounters>)> = None;
         let mut sa_counters: Option<Arc<SaCounters>> = None;
         let fd = self.tun.fd();
-        while !self.stop.load(Ordering::Relaxed) {
+        while !self.stopping() {
             wait_readable(fd);
             loop {
                 let promote = match self.commands.try_recv() {
@@ -632,7 +765,7 @@ impl TxWorker {
                 };
                 if r <= 0 {
                     let err = io::Error::last_os_error();
-                    if err.kind() == io::ErrorKind::WouldBlock {
+                    if err.kind() == io::ErrorKind::WouldBlock && !self.stopping() {
                         wait_writable(self.socket.as_raw_fd());
                         continue;
                     }
@@ -659,6 +792,8 @@ fn wait_writable(fd: i32) {
 struct Inbound {
     sa: Box<InboundSa>,
     conn: usize,
+    /// The tunnel it belongs to: where its packets go.
+    tunnel: Arc<RxTunnel>,
     /// A staged outbound SPI to activate at the first authentic packet.
     activate: Option<u32>,
     counters: Arc<SaCounters>,
@@ -666,19 +801,61 @@ struct Inbound {
 
 struct RxWorker {
     socket: Arc<UdpSocket>,
-    tuns: Vec<Arc<Tun>>,
-    clamps: Vec<u16>,
     commands: Receiver<RxCommand>,
-    counters: Vec<Arc<Counters>>,
     global: Arc<GlobalCounters>,
     ike: tokio::sync::mpsc::Sender<NattIke>,
     stop: Arc<AtomicBool>,
-    /// The transmit threads, to activate staged SAs (once per rekey).
-    tx: Vec<Sender<TxCommand>>,
 }
 
 impl RxWorker {
+    /// Applies the control plane's commands to the tunnel map and the SA
+    /// table (between batches).
+    fn drain_commands(
+        &self,
+        tunnels: &mut HashMap<usize, Arc<RxTunnel>>,
+        table: &mut HashMap<u32, Inbound>,
+    ) {
+        loop {
+            match self.commands.try_recv() {
+                Ok(RxCommand::AddTunnel { conn, tunnel }) => {
+                    tunnels.insert(conn, tunnel);
+                }
+                Ok(RxCommand::RemoveTunnel { conn, done }) => {
+                    tunnels.remove(&conn);
+                    table.retain(|_, entry| entry.conn != conn);
+                    let _ = done.send(());
+                }
+                Ok(RxCommand::Add {
+                    spi,
+                    sa,
+                    conn,
+                    activate,
+                    counters,
+                }) => {
+                    // SAs of a connection without a tunnel have nowhere to go.
+                    if let Some(tunnel) = tunnels.get(&conn) {
+                        table.insert(
+                            spi,
+                            Inbound {
+                                sa,
+                                conn,
+                                tunnel: Arc::clone(tunnel),
+                                activate,
+                                counters,
+                            },
+                        );
+                    }
+                }
+                Ok(RxCommand::Remove { spi }) => {
+                    table.remove(&spi);
+                }
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            }
+        }
+    }
+
     fn run(self) {
+        let mut tunnels: HashMap<usize, Arc<RxTunnel>> = HashMap::new();
         let mut table: HashMap<u32, Inbound> = HashMap::new();
         let mut bufs: Vec<Vec<u8>> = (0..BATCH).map(|_| vec![0u8; BUF_LEN]).collect();
         let mut iovs: Vec<libc::iovec> = (0..BATCH)
@@ -698,31 +875,7 @@ impl RxWorker {
         let fd = self.socket.as_raw_fd();
         while !self.stop.load(Ordering::Relaxed) {
             wait_readable(fd);
-            loop {
-                match self.commands.try_recv() {
-                    Ok(RxCommand::Add {
-                        spi,
-                        sa,
-                        conn,
-                        activate,
-                        counters,
-                    }) => {
-                        table.insert(
-                            spi,
-                            Inbound {
-                                sa,
-                                conn,
-                                activate,
-                                counters,
-                            },
-                        );
-                    }
-                    Ok(RxCommand::Remove { spi }) => {
-                        table.remove(&spi);
-                    }
-                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
-                }
-            }
+            self.drain_commands(&mut tunnels, &mut table);
             for i in 0..BATCH {
                 iovs[i] = libc::iovec {
                     iov_base: bufs[i].as_mut_ptr().cast(),
@@ -782,32 +935,26 @@ impl RxWorker {
             bump(&self.global.unknown_spi, 1);
             return;
         };
-        let Some(counters) = self.counters.get(entry.conn) else {
-            return;
-        };
+        let tunnel = &entry.tunnel;
+        let counters = &tunnel.counters;
         match entry.sa.open(packet) {
             Ok(opened) => {
                 if let Some(spi) = entry.activate.take() {
-                    if let Some(tx) = self.tx.get(entry.conn) {
-                        let _ = tx.send(TxCommand::Activate { spi });
-                    }
+                    let _ = tunnel.tx.send(TxCommand::Activate { spi });
                 }
-                let clamp = self.clamps.get(entry.conn).copied().unwrap_or(0);
                 let Some(inner) = packet.get_mut(opened.inner) else {
                     return;
                 };
-                if clamp != 0 {
-                    clamp_mss(inner, clamp);
+                if tunnel.clamp != 0 {
+                    clamp_mss(inner, tunnel.clamp);
                 }
-                if let Some(tun) = self.tuns.get(entry.conn) {
-                    // SAFETY: writing our own initialized buffer.
-                    let w = unsafe { libc::write(tun.fd(), inner.as_ptr().cast(), inner.len()) };
-                    if w > 0 {
-                        bump(&counters.rx_packets, 1);
-                        bump(&counters.rx_bytes, inner.len() as u64);
-                        bump(&entry.counters.inbound.packets, 1);
-                        bump(&entry.counters.inbound.bytes, inner.len() as u64);
-                    }
+                // SAFETY: writing our own initialized buffer.
+                let w = unsafe { libc::write(tunnel.tun.fd(), inner.as_ptr().cast(), inner.len()) };
+                if w > 0 {
+                    bump(&counters.rx_packets, 1);
+                    bump(&counters.rx_bytes, inner.len() as u64);
+                    bump(&entry.counters.inbound.packets, 1);
+                    bump(&entry.counters.inbound.bytes, inner.len() as u64);
                 }
             }
             Err(OpenError::Replay(

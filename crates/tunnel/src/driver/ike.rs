@@ -14,12 +14,13 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::SystemRandom;
 use crate::esp::natt::{classify, Natt, NON_ESP_MARKER};
 use crate::ike::endpoint::{ConnId, Endpoint, EndpointOutput};
-use crate::ike::sa::{Event, IKE_PORT, NATT_PORT};
+use crate::ike::sa::{Event, SaConfig, IKE_PORT, NATT_PORT};
+use crate::ike::wire::IkeSpi;
 
 /// An IKE message the datapath found on port 4500: (peer, message without marker).
 pub type NattIke = (SocketAddr, Vec<u8>);
@@ -97,10 +98,24 @@ pub struct IkeEvent {
     pub event: Event,
     /// The peer's address as the IKE SA knows it now.
     pub peer: Option<SocketAddr>,
+    /// The connection's current IKE SA (initiator's and responder's SPI),
+    /// for the daemon's log span.
+    pub ike_sa: Option<(IkeSpi, IkeSpi)>,
 }
 
-/// What the daemon asks of the IKE endpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// One connection as [`IkeCommand::Status`] reports it.
+#[derive(Debug, Clone)]
+pub struct ConnStatus {
+    /// The connection.
+    pub conn: ConnId,
+    /// Its name.
+    pub name: String,
+    /// Its current IKE SA, if any.
+    pub sa: Option<crate::ike::sa::Status>,
+}
+
+/// What the daemon asks of the IKE endpoint. `Debug` never shows a
+/// connection's [`SaConfig`] (it holds the PSK).
 pub enum IkeCommand {
     /// The datapath's byte count of the connection's current child SA
     /// (for the byte lifetime).
@@ -116,6 +131,82 @@ pub enum IkeCommand {
     RekeyChild(ConnId),
     /// Rekey the connection's IKE SA now.
     RekeyIke(ConnId),
+    /// Add a connection ([`Endpoint::add_connection`]); an initiator
+    /// starts at once. Its id comes back through `reply` (ids are never
+    /// reused, see [`ConnId`]).
+    AddConnection {
+        /// Its name.
+        name: String,
+        /// How its IKE SAs behave (holds the PSK).
+        cfg: Box<SaConfig>,
+        /// Our address (IKE port 500, normally).
+        local: SocketAddr,
+        /// The peer's.
+        remote: SocketAddr,
+        /// Whether we initiate (and restart) its IKE SA.
+        initiate: bool,
+        /// Receives the new connection's id.
+        reply: oneshot::Sender<ConnId>,
+    },
+    /// Remove a connection ([`Endpoint::remove_connection`]): its SAs are
+    /// deleted (DELETE sent); their `ChildDeleted` and `Closed` events
+    /// still come with its id.
+    RemoveConnection(ConnId),
+    /// Report every connection and its current IKE SA.
+    Status(oneshot::Sender<Vec<ConnStatus>>),
+    /// Report the driver's counters, the endpoint's included.
+    Counters(oneshot::Sender<DriverCounters>),
+}
+
+impl std::fmt::Debug for IkeCommand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            IkeCommand::ChildBytes {
+                conn,
+                bytes,
+                packets,
+            } => f
+                .debug_struct("ChildBytes")
+                .field("conn", conn)
+                .field("bytes", bytes)
+                .field("packets", packets)
+                .finish(),
+            IkeCommand::RekeyChild(conn) => f.debug_tuple("RekeyChild").field(conn).finish(),
+            IkeCommand::RekeyIke(conn) => f.debug_tuple("RekeyIke").field(conn).finish(),
+            IkeCommand::AddConnection {
+                name,
+                cfg: _,
+                local,
+                remote,
+                initiate,
+                reply: _,
+            } => f
+                .debug_struct("AddConnection")
+                .field("name", name)
+                .field("local", local)
+                .field("remote", remote)
+                .field("initiate", initiate)
+                .finish_non_exhaustive(),
+            IkeCommand::RemoveConnection(conn) => {
+                f.debug_tuple("RemoveConnection").field(conn).finish()
+            }
+            IkeCommand::Status(_) => f.write_str("Status"),
+            IkeCommand::Counters(_) => f.write_str("Counters"),
+        }
+    }
+}
+
+/// Every connection of `endpoint` with its current IKE SA.
+pub fn conn_status(endpoint: &Endpoint) -> Vec<ConnStatus> {
+    endpoint
+        .status()
+        .into_iter()
+        .map(|(conn, name, sa)| ConnStatus {
+            conn,
+            name: name.to_string(),
+            sa,
+        })
+        .collect()
 }
 
 /// Counters of the driver itself (the endpoint counts IKE-level drops).
@@ -177,13 +268,9 @@ pub async fn run(
                     Some(Natt::Malformed) | None => counters.malformed += 1,
                 }
             }
-            Some(command) = commands.recv() => match command {
-                IkeCommand::ChildBytes { conn, bytes, packets } => {
-                    endpoint.note_child_usage(conn, Instant::now(), bytes, packets)
-                }
-                IkeCommand::RekeyChild(conn) => endpoint.rekey_child(conn, Instant::now(), &mut rng),
-                IkeCommand::RekeyIke(conn) => endpoint.rekey_ike(conn, Instant::now(), &mut rng),
-            },
+            Some(command) = commands.recv() => {
+                apply_command(&mut endpoint, command, &counters, &mut rng);
+            }
             () = sleep => endpoint.handle_timeout(Instant::now(), &mut rng),
             r = stop.changed() => {
                 if r.is_err() || *stop.borrow() {
@@ -195,6 +282,50 @@ pub async fn run(
             }
         }
         flush(&mut endpoint, &sockets, &events, &mut counters).await;
+    }
+}
+
+/// Carries out one command of the daemon.
+fn apply_command(
+    endpoint: &mut Endpoint,
+    command: IkeCommand,
+    counters: &DriverCounters,
+    rng: &mut SystemRandom,
+) {
+    match command {
+        IkeCommand::ChildBytes {
+            conn,
+            bytes,
+            packets,
+        } => endpoint.note_child_usage(conn, Instant::now(), bytes, packets),
+        IkeCommand::RekeyChild(conn) => endpoint.rekey_child(conn, Instant::now(), rng),
+        IkeCommand::RekeyIke(conn) => endpoint.rekey_ike(conn, Instant::now(), rng),
+        IkeCommand::AddConnection {
+            name,
+            cfg,
+            local,
+            remote,
+            initiate,
+            reply,
+        } => {
+            let now = Instant::now();
+            let conn = endpoint.add_connection(&name, *cfg, local, remote, initiate, now);
+            if initiate {
+                // Start it now rather than at the next timer.
+                endpoint.handle_timeout(now, rng);
+            }
+            let _ = reply.send(conn);
+        }
+        IkeCommand::RemoveConnection(conn) => endpoint.remove_connection(conn, Instant::now()),
+        IkeCommand::Status(reply) => {
+            let _ = reply.send(conn_status(endpoint));
+        }
+        IkeCommand::Counters(reply) => {
+            let _ = reply.send(DriverCounters {
+                endpoint: endpoint.counters(),
+                ..*counters
+            });
+        }
     }
 }
 
@@ -219,12 +350,17 @@ async fn flush(
     while let Some(out) = endpoint.poll_output() {
         match out {
             EndpointOutput::Event(conn, event) => {
-                let peer = endpoint
+                let status = endpoint
                     .status()
                     .into_iter()
                     .find(|(c, _, _)| *c == conn)
-                    .and_then(|(_, _, status)| status.map(|s| s.remote));
-                let _ = events.send(IkeEvent { conn, event, peer });
+                    .and_then(|(_, _, status)| status);
+                let _ = events.send(IkeEvent {
+                    conn,
+                    event,
+                    peer: status.as_ref().map(|s| s.remote),
+                    ike_sa: status.map(|s| (s.spi_i, s.spi_r)),
+                });
                 delivered = true;
             }
             other @ (EndpointOutput::Transmit(_) | EndpointOutput::NatKeepalive { .. }) => {

@@ -35,7 +35,10 @@ use ring::hmac;
 use super::sa::{Event, IkeSa, Output, Phase, Random, SaConfig, Status, Transmit};
 use super::wire::{ExchangeType, Flags, Header, IkeSpi, Message, Notify, NotifyType, Payload};
 
-/// Index of a connection in the endpoint.
+/// A connection of the endpoint: the n-th [`Endpoint::add_connection`]
+/// call returns `ConnId(n)` (counting from 0). Ids are never reused: after
+/// [`Endpoint::remove_connection`] the id stays retired, so events still
+/// in flight for a removed connection can never be mistaken for a newer one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ConnId(pub usize);
 
@@ -104,7 +107,8 @@ struct CookieSecret {
 
 /// Every connection's IKE SAs.
 pub struct Endpoint {
-    conns: Vec<Conn>,
+    /// Indexed by [`ConnId`]; `None` once removed (ids are not reused).
+    conns: Vec<Option<Conn>>,
     /// Each SA under its current local SPI.
     sas: HashMap<IkeSpi, (ConnId, IkeSa)>,
     /// Local SPIs of rekeyed predecessors (and collision SAs) → the SA
@@ -119,7 +123,7 @@ pub struct Endpoint {
 impl std::fmt::Debug for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Endpoint")
-            .field("connections", &self.conns.len())
+            .field("connections", &self.conns.iter().flatten().count())
             .field("sas", &self.sas.len())
             .field("counters", &self.counters)
             .finish_non_exhaustive()
@@ -155,6 +159,9 @@ impl Endpoint {
     /// Adds a connection between `local` and `remote` (IKE port 500 on
     /// both, normally). Initiators start at the next
     /// [`handle_timeout`](Self::handle_timeout).
+    ///
+    /// The n-th call returns `ConnId(n)`, removed connections included:
+    /// ids are never reused.
     pub fn add_connection(
         &mut self,
         name: &str,
@@ -164,7 +171,7 @@ impl Endpoint {
         initiate: bool,
         now: Instant,
     ) -> ConnId {
-        self.conns.push(Conn {
+        self.conns.push(Some(Conn {
             name: name.to_string(),
             cfg,
             local,
@@ -173,13 +180,49 @@ impl Endpoint {
             current: None,
             restart_at: initiate.then_some(now),
             restart_delay: RESTART_DELAY,
-        });
+        }));
         ConnId(self.conns.len() - 1)
     }
 
-    /// The connection's name.
+    /// Removes a connection (configuration reload): every IKE SA of it is
+    /// closed (DELETE is sent for established ones, as in
+    /// [`close_all`](Self::close_all)) and never restarted. The connection
+    /// is gone at once: [`status`](Self::status) no longer lists it,
+    /// [`name`](Self::name) gives `"?"` and no new IKE_SA_INIT is matched to
+    /// it. The events its SAs emit while closing (`ChildDeleted`, `Closed`)
+    /// still carry `conn`, so the caller can clean up; once its SAs are
+    /// gone, datagrams for them count as unknown. Its id is not reused.
+    pub fn remove_connection(&mut self, conn: ConnId, now: Instant) {
+        if self.conns.get_mut(conn.0).and_then(Option::take).is_none() {
+            return;
+        }
+        for (c, sa) in self.sas.values_mut() {
+            if *c == conn {
+                sa.close(now);
+            }
+        }
+        self.drain_at(now);
+    }
+
+    fn conn(&self, conn: ConnId) -> Option<&Conn> {
+        self.conns.get(conn.0).and_then(Option::as_ref)
+    }
+
+    fn conn_mut(&mut self, conn: ConnId) -> Option<&mut Conn> {
+        self.conns.get_mut(conn.0).and_then(Option::as_mut)
+    }
+
+    /// The live connections with their ids.
+    fn live_conns(&self) -> impl Iterator<Item = (ConnId, &Conn)> {
+        self.conns
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| c.as_ref().map(|c| (ConnId(i), c)))
+    }
+
+    /// The connection's name (`"?"` for an unknown or removed one).
     pub fn name(&self, conn: ConnId) -> &str {
-        self.conns.get(conn.0).map_or("?", |c| c.name.as_str())
+        self.conn(conn).map_or("?", |c| c.name.as_str())
     }
 
     /// Drop counters.
@@ -187,17 +230,16 @@ impl Endpoint {
         self.counters
     }
 
-    /// The status of each connection's current SA.
+    /// The status of each connection's current SA (removed connections
+    /// are not listed).
     pub fn status(&self) -> Vec<(ConnId, &str, Option<Status>)> {
-        self.conns
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
+        self.live_conns()
+            .map(|(id, c)| {
                 let status = c
                     .current
                     .and_then(|spi| self.sas.get(&spi))
                     .map(|(_, sa)| sa.status());
-                (ConnId(i), c.name.as_str(), status)
+                (id, c.name.as_str(), status)
             })
             .collect()
     }
@@ -210,13 +252,13 @@ impl Endpoint {
     /// When [`handle_timeout`](Self::handle_timeout) must run next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let sas = self.sas.values().filter_map(|(_, sa)| sa.poll_timeout());
-        let restarts = self.conns.iter().filter_map(|c| c.restart_at);
+        let restarts = self.live_conns().filter_map(|(_, c)| c.restart_at);
         sas.chain(restarts).min()
     }
 
     /// `conn`'s current SA.
     fn current_mut(&mut self, conn: ConnId) -> Option<&mut IkeSa> {
-        let spi = self.conns.get(conn.0).and_then(|c| c.current)?;
+        let spi = self.conn(conn).and_then(|c| c.current)?;
         self.sas.get_mut(&spi).map(|(_, sa)| sa)
     }
 
@@ -260,7 +302,7 @@ impl Endpoint {
 
     /// Deletes every SA (clean shutdown): DELETE is sent for established ones.
     pub fn close_all(&mut self, now: Instant) {
-        for c in &mut self.conns {
+        for c in self.conns.iter_mut().flatten() {
             c.restart_at = None;
             c.initiate = false;
         }
@@ -277,10 +319,11 @@ impl Endpoint {
                 sa.handle_timeout(now, rng);
             }
         }
-        for i in 0..self.conns.len() {
-            let due = self.conns[i].restart_at.is_some_and(|t| t <= now);
-            if due {
-                let c = &mut self.conns[i];
+        for (i, c) in self.conns.iter_mut().enumerate() {
+            let Some(c) = c.as_mut() else {
+                continue;
+            };
+            if c.restart_at.is_some_and(|t| t <= now) {
                 c.restart_at = None;
                 let sa = IkeSa::initiate(c.cfg.clone(), c.local, c.remote, now, rng);
                 c.current = Some(sa.local_spi());
@@ -348,7 +391,11 @@ impl Endpoint {
             sa.handle(now, remote, datagram, rng);
             return;
         }
-        let Some(i) = self.conns.iter().position(|c| c.remote.ip() == remote.ip()) else {
+        let Some((conn, cfg)) = self
+            .live_conns()
+            .find(|(_, c)| c.remote.ip() == remote.ip())
+            .map(|(id, c)| (id, c.cfg.clone()))
+        else {
             self.counters.unknown_peer += 1;
             return;
         };
@@ -363,8 +410,8 @@ impl Endpoint {
             return;
         }
         self.counters.accepted += 1;
-        let sa = IkeSa::respond(self.conns[i].cfg.clone(), local, remote, datagram, now, rng);
-        self.sas.insert(sa.local_spi(), (ConnId(i), sa));
+        let sa = IkeSa::respond(cfg, local, remote, datagram, now, rng);
+        self.sas.insert(sa.local_spi(), (conn, sa));
     }
 
     /// Whether an IKE_SA_INIT request carries a valid cookie; if not, it is
@@ -458,7 +505,7 @@ impl Endpoint {
             }
             if let Some(entry) = self.sas.remove(&old) {
                 self.sas.insert(new, entry);
-                for c in &mut self.conns {
+                for c in self.conns.iter_mut().flatten() {
                     if c.current == Some(old) {
                         c.current = Some(new);
                     }
@@ -487,7 +534,7 @@ impl Endpoint {
                         .push_back(EndpointOutput::NatKeepalive { local, remote }),
                     Output::Event(e) => {
                         if let Event::Established(_) = e {
-                            if let Some(c) = self.conns.get_mut(conn.0) {
+                            if let Some(c) = self.conns.get_mut(conn.0).and_then(Option::as_mut) {
                                 c.current = Some(*spi);
                                 c.restart_delay = RESTART_DELAY;
                             }
@@ -502,7 +549,7 @@ impl Endpoint {
         }
         for (spi, conn) in closed {
             self.sas.remove(&spi);
-            let Some(c) = self.conns.get_mut(conn.0) else {
+            let Some(c) = self.conn_mut(conn) else {
                 continue;
             };
             if c.current == Some(spi) {
@@ -516,10 +563,8 @@ impl Endpoint {
         // An established SA supersedes older ones of its connection (the
         // peer re-established, e.g. after a restart): close those.
         let current: Vec<(ConnId, IkeSpi)> = self
-            .conns
-            .iter()
-            .enumerate()
-            .filter_map(|(i, c)| c.current.map(|s| (ConnId(i), s)))
+            .live_conns()
+            .filter_map(|(id, c)| c.current.map(|s| (id, s)))
             .collect();
         let mut superseded = false;
         for (conn, spi) in current {

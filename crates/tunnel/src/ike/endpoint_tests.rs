@@ -8,6 +8,7 @@ use zeroize::Zeroizing;
 
 use super::*;
 use crate::ike::proposal::{parse_esp, parse_ike};
+use crate::ike::sa::CloseReason;
 use crate::ike::wire::Identification;
 
 struct TestRng(u64);
@@ -55,11 +56,13 @@ struct Pair {
     b: Endpoint,
     rng_a: TestRng,
     rng_b: TestRng,
-    events_a: Vec<Event>,
-    events_b: Vec<Event>,
+    events_a: Vec<(ConnId, Event)>,
+    events_b: Vec<(ConnId, Event)>,
     keepalives: usize,
     /// Datagrams in flight: (to b?, transmit).
     wire: Vec<(bool, Transmit)>,
+    /// Every datagram sent so far: (to b?, transmit).
+    sent: Vec<(bool, Transmit)>,
 }
 
 impl Pair {
@@ -80,6 +83,7 @@ impl Pair {
             events_b: Vec::new(),
             keepalives: 0,
             wire: Vec::new(),
+            sent: Vec::new(),
         }
     }
 
@@ -90,9 +94,12 @@ impl Pair {
         ] {
             while let Some(o) = ep.poll_output() {
                 match o {
-                    EndpointOutput::Transmit(t) => self.wire.push((to_b, t)),
+                    EndpointOutput::Transmit(t) => {
+                        self.sent.push((to_b, t.clone()));
+                        self.wire.push((to_b, t));
+                    }
                     EndpointOutput::NatKeepalive { .. } => self.keepalives += 1,
-                    EndpointOutput::Event(_, e) => events.push(e),
+                    EndpointOutput::Event(c, e) => events.push((c, e)),
                 }
             }
         }
@@ -134,8 +141,8 @@ impl Pair {
     }
 }
 
-fn closed(events: &[Event]) -> bool {
-    events.iter().any(|e| matches!(e, Event::Closed(_)))
+fn closed(events: &[(ConnId, Event)]) -> bool {
+    events.iter().any(|(_, e)| matches!(e, Event::Closed(_)))
 }
 
 #[test]
@@ -176,7 +183,7 @@ fn an_ike_rekey_reindexes_the_sa_under_its_new_spi() {
         assert_eq!(key.len(), 1);
         assert_ne!(key[0], old_spi);
         assert_eq!(responder.aliases.get(&old_spi), Some(&key[0]));
-        assert_eq!(responder.conns[0].current, Some(key[0]));
+        assert_eq!(responder.conns[0].as_ref().unwrap().current, Some(key[0]));
         // The rest: the answer, the DELETE of the old SA.
         p.run(Duration::from_secs(5));
         let (sa, sb) = (Pair::status(&p.a), Pair::status(&p.b));
@@ -186,13 +193,13 @@ fn an_ike_rekey_reindexes_the_sa_under_its_new_spi() {
             assert_eq!(ep.sas.len(), 1, "one SA per side");
             assert!(ep.aliases.is_empty(), "the old SA is gone");
             let key = *ep.sas.keys().next().unwrap();
-            assert_eq!(ep.conns[0].current, Some(key));
+            assert_eq!(ep.conns[0].as_ref().unwrap().current, Some(key));
             assert_eq!(ep.sas[&key].1.local_spi(), key);
         }
         assert!(p
             .events_a
             .iter()
-            .any(|e| matches!(e, Event::IkeRekeyed { .. })));
+            .any(|(_, e)| matches!(e, Event::IkeRekeyed { .. })));
         // It keeps working: liveness for a minute, then a child rekey.
         p.run(Duration::from_secs(60));
         p.a.rekey_child(ConnId(0), p.now, &mut p.rng_a);
@@ -200,7 +207,7 @@ fn an_ike_rekey_reindexes_the_sa_under_its_new_spi() {
         assert!(p
             .events_b
             .iter()
-            .any(|e| matches!(e, Event::ChildRekeyed { .. })));
+            .any(|(_, e)| matches!(e, Event::ChildRekeyed { .. })));
         assert!(!closed(&p.events_a) && !closed(&p.events_b));
         assert_eq!(p.a.counters().unknown_spi, 0);
         assert_eq!(p.b.counters().unknown_spi, 0);
@@ -218,7 +225,7 @@ fn a_busy_responder_demands_a_cookie_and_accepts_it() {
     assert!(p
         .events_b
         .iter()
-        .any(|e| matches!(e, Event::ChildInstalled(_))));
+        .any(|(_, e)| matches!(e, Event::ChildInstalled(_))));
 }
 
 #[test]
@@ -265,11 +272,179 @@ fn a_wrong_cookie_is_challenged_again_and_keeps_no_state() {
 #[test]
 fn nat_keepalives_leave_the_endpoint() {
     let mut p = Pair::new(COOKIE_THRESHOLD);
-    for c in [&mut p.a.conns[0].cfg, &mut p.b.conns[0].cfg] {
+    for c in [
+        &mut p.a.conns[0].as_mut().unwrap().cfg,
+        &mut p.b.conns[0].as_mut().unwrap().cfg,
+    ] {
         c.dpd_interval = Duration::from_secs(600);
         c.dpd_timeout = Duration::from_secs(900);
     }
     p.run(Duration::from_secs(5));
     p.run(Duration::from_secs(45));
     assert_eq!(p.keepalives, 4, "two per side");
+}
+
+/// The events of `conn`.
+fn of(events: &[(ConnId, Event)], conn: ConnId) -> Vec<&Event> {
+    events
+        .iter()
+        .filter(|(c, _)| *c == conn)
+        .map(|(_, e)| e)
+        .collect()
+}
+
+fn child_deleted(events: &[&Event]) -> bool {
+    events
+        .iter()
+        .any(|e| matches!(e, Event::ChildDeleted { .. }))
+}
+
+fn closed_with(events: &[&Event], reason: &CloseReason) -> bool {
+    events
+        .iter()
+        .any(|e| matches!(e, Event::Closed(r) if r == reason))
+}
+
+fn established(events: &[&Event]) -> bool {
+    events.iter().any(|e| matches!(e, Event::Established(_)))
+}
+
+#[test]
+fn a_removed_connection_sends_delete_and_is_gone() {
+    let mut p = Pair::new(COOKIE_THRESHOLD);
+    p.run(Duration::from_secs(5));
+    assert_eq!(Pair::status(&p.a).phase, Phase::Established);
+    p.events_a.clear();
+    p.events_b.clear();
+    p.a.remove_connection(ConnId(0), p.now);
+    // Gone at once for the operator.
+    assert!(p.a.status().is_empty());
+    assert_eq!(p.a.name(ConnId(0)), "?");
+    // A DELETE leaves for the peer.
+    p.collect();
+    let delete = p.wire.iter().any(|(to_b, t)| {
+        *to_b
+            && Header::peek(&t.data)
+                .is_ok_and(|(h, _)| h.exchange_type == ExchangeType::INFORMATIONAL)
+    });
+    assert!(delete, "an INFORMATIONAL (DELETE) to b: {:?}", p.wire);
+    p.run(Duration::from_secs(5));
+    // The closing SA's events still name the connection.
+    let a = of(&p.events_a, ConnId(0));
+    assert!(child_deleted(&a), "{a:?}");
+    assert!(closed_with(&a, &CloseReason::DeletedLocally), "{a:?}");
+    let b = of(&p.events_b, ConnId(0));
+    assert!(child_deleted(&b), "{b:?}");
+    assert!(closed_with(&b, &CloseReason::DeletedByPeer), "{b:?}");
+    assert!(p.a.sas.is_empty() && p.a.aliases.is_empty());
+    assert!(p.b.sas.is_empty());
+    // Datagrams for its SA are now unknown (b's IKE_SA_INIT response, again).
+    let (_, old) = p.sent.iter().find(|(to_b, _)| !*to_b).unwrap().clone();
+    let unknown = p.a.counters().unknown_spi;
+    p.a.handle(p.now, old.remote, old.local, &old.data, &mut p.rng_a);
+    assert_eq!(p.a.counters().unknown_spi, unknown + 1);
+    assert!(p.a.poll_output().is_none());
+}
+
+#[test]
+fn a_removed_initiator_is_never_restarted() {
+    let mut p = Pair::new(COOKIE_THRESHOLD);
+    p.run(Duration::from_secs(5));
+    p.a.remove_connection(ConnId(0), p.now);
+    p.run(Duration::from_secs(5));
+    let sent = p.sent.len();
+    p.events_a.clear();
+    p.run(Duration::from_secs(300));
+    assert_eq!(p.a.poll_timeout(), None, "no restart scheduled");
+    assert_eq!(p.sent.len(), sent, "nothing more sent");
+    assert!(p.events_a.is_empty(), "{:?}", p.events_a);
+    assert!(p.a.sas.is_empty());
+    // Removing it again, or an unknown connection, changes nothing.
+    p.a.remove_connection(ConnId(0), p.now);
+    p.a.remove_connection(ConnId(7), p.now);
+    assert!(p.a.poll_output().is_none());
+}
+
+#[test]
+fn a_half_open_sa_of_a_removed_connection_closes_at_once() {
+    let mut p = Pair::new(COOKIE_THRESHOLD);
+    p.a.handle_timeout(p.now, &mut p.rng_a);
+    assert_eq!(p.a.sas.len(), 1, "IKE_SA_INIT sent");
+    p.a.remove_connection(ConnId(0), p.now);
+    assert!(p.a.sas.is_empty());
+    assert_eq!(p.a.poll_timeout(), None);
+    p.collect();
+    let a = of(&p.events_a, ConnId(0));
+    assert!(closed_with(&a, &CloseReason::DeletedLocally), "{a:?}");
+}
+
+#[test]
+fn a_responder_does_not_match_a_removed_connection() {
+    let mut p = Pair::new(COOKIE_THRESHOLD);
+    p.run(Duration::from_secs(5));
+    p.events_a.clear();
+    p.events_b.clear();
+    p.b.remove_connection(ConnId(0), p.now);
+    assert!(p.b.status().is_empty());
+    // a learns of the DELETE and keeps trying to come back; b, having no
+    // connection for it any more, refuses every IKE_SA_INIT.
+    p.run(Duration::from_secs(60));
+    let a = of(&p.events_a, ConnId(0));
+    assert!(closed_with(&a, &CloseReason::DeletedByPeer), "{a:?}");
+    assert!(!established(&a), "{a:?}");
+    let b = of(&p.events_b, ConnId(0));
+    assert!(child_deleted(&b), "{b:?}");
+    assert!(closed_with(&b, &CloseReason::DeletedLocally), "{b:?}");
+    assert!(
+        p.b.sas.is_empty(),
+        "no responder SA for a removed connection"
+    );
+    assert!(p.b.counters().unknown_peer >= 2, "{:?}", p.b.counters());
+    assert_eq!(p.b.counters().cookie_challenges, 0);
+}
+
+#[test]
+fn a_connection_added_after_a_removal_gets_a_fresh_id_and_works() {
+    let mut p = Pair::new(COOKIE_THRESHOLD);
+    p.run(Duration::from_secs(5));
+    p.a.remove_connection(ConnId(0), p.now);
+    p.run(Duration::from_secs(5));
+    p.b.remove_connection(ConnId(0), p.now);
+    p.events_a.clear();
+    p.events_b.clear();
+    // Both sides reload: the ids are new.
+    let id_b =
+        p.b.add_connection("to-a-again", cfg(B, A), sock(B), sock(A), false, p.now);
+    let id_a =
+        p.a.add_connection("to-b-again", cfg(A, B), sock(A), sock(B), true, p.now);
+    assert_eq!((id_a, id_b), (ConnId(1), ConnId(1)));
+    p.run(Duration::from_secs(5));
+    for (ep, name) in [(&p.a, "to-b-again"), (&p.b, "to-a-again")] {
+        let status = ep.status();
+        assert_eq!(status.len(), 1);
+        let (id, n, sa) = &status[0];
+        assert_eq!((*id, *n), (ConnId(1), name));
+        assert_eq!(sa.as_ref().map(|s| s.phase), Some(Phase::Established));
+        assert_eq!(ep.name(ConnId(1)), name);
+        assert_eq!(ep.name(ConnId(0)), "?");
+    }
+    for events in [&p.events_a, &p.events_b] {
+        assert!(events.iter().all(|(c, _)| *c == ConnId(1)), "{events:?}");
+        assert!(events
+            .iter()
+            .any(|(_, e)| matches!(e, Event::ChildInstalled(_))));
+    }
+    // It keeps working (liveness, a child rekey) under its new id.
+    p.run(Duration::from_secs(60));
+    p.a.rekey_child(ConnId(1), p.now, &mut p.rng_a);
+    p.run(Duration::from_secs(5));
+    assert!(p
+        .events_b
+        .iter()
+        .any(|(c, e)| *c == ConnId(1) && matches!(e, Event::ChildRekeyed { .. })));
+    assert!(!closed(&p.events_a) && !closed(&p.events_b));
+    // Ids are never reused.
+    let next =
+        p.a.add_connection("third", cfg(A, B), sock(A), sock(B), false, p.now);
+    assert_eq!(next, ConnId(2));
 }
