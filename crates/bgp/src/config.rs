@@ -401,96 +401,123 @@ impl SpeakerConfig {
         if self.router_id.is_unspecified() {
             return Err(ConfigError::BadRouterId);
         }
+        let gateway = Gateway {
+            local_as: self.local_as,
+            act_as: self.act_as,
+            local_prefixes: &self.local_prefixes,
+        };
         let mut warnings = Vec::new();
         let mut addresses = BTreeSet::new();
         for peer in &self.peers {
-            let name = || peer.name.clone();
-            if let Some(why) = reserved_peer_as(peer.remote_as, self.act_as) {
-                return Err(ConfigError::ReservedPeerAs {
+            warnings.extend(gateway.check_peer(peer, &addresses)?);
+            addresses.insert(peer.address);
+        }
+        Ok(warnings)
+    }
+}
+
+/// The gateway-wide settings one peer is checked against.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Gateway<'a> {
+    pub(crate) local_as: u32,
+    pub(crate) act_as: Option<Profile>,
+    pub(crate) local_prefixes: &'a [IpNet],
+}
+
+impl Gateway<'_> {
+    /// Checks one peer, next to peers already using `taken` addresses.
+    pub(crate) fn check_peer(
+        &self,
+        peer: &PeerConfig,
+        taken: &BTreeSet<IpAddr>,
+    ) -> Result<Vec<ConfigWarning>, ConfigError> {
+        let mut warnings = Vec::new();
+        let name = || peer.name.clone();
+        if let Some(why) = reserved_peer_as(peer.remote_as, self.act_as) {
+            return Err(ConfigError::ReservedPeerAs {
+                peer: name(),
+                asn: peer.remote_as,
+                why,
+            });
+        }
+        if taken.contains(&peer.address) {
+            return Err(ConfigError::DuplicatePeer {
+                peer: name(),
+                address: peer.address,
+            });
+        }
+        let timers = peer.effective_timers();
+        let hold_ok = timers.hold == 0 || timers.hold >= 3;
+        let keepalive_ok =
+            timers.hold == 0 || (timers.keepalive >= 1 && timers.keepalive <= timers.hold);
+        if !hold_ok || !keepalive_ok {
+            return Err(ConfigError::BadTimers {
+                peer: name(),
+                hold: timers.hold,
+                keepalive: timers.keepalive,
+            });
+        }
+        if peer.max_prefixes == 0 {
+            return Err(ConfigError::ZeroMaxPrefixes { peer: name() });
+        }
+        for (list, which) in [(&peer.import, "import"), (&peer.export, "export")] {
+            for entry in list.iter().flat_map(|l| l.entries.iter()) {
+                entry.check().map_err(|error| ConfigError::BadPrefixList {
                     peer: name(),
-                    asn: peer.remote_as,
-                    why,
-                });
+                    list: which,
+                    error,
+                })?;
             }
-            if !addresses.insert(peer.address) {
-                return Err(ConfigError::DuplicatePeer {
+        }
+        if let Some(export) = &peer.export {
+            for prefix in self.local_prefixes {
+                if !export.permits(prefix) {
+                    warnings.push(ConfigWarning::OwnPrefixNotExported {
+                        peer: name(),
+                        prefix: *prefix,
+                    });
+                }
+            }
+        }
+        let Some(profile) = peer.profile else {
+            return Ok(warnings);
+        };
+        if peer.timers.is_some_and(|t| t != profile.timers()) {
+            warnings.push(ConfigWarning::TimersDifferFromProfile {
+                peer: name(),
+                configured: timers,
+                profile: profile.timers(),
+            });
+        }
+        if peer.passive && profile.never_initiates() {
+            warnings.push(ConfigWarning::PassiveTowardsNonInitiatingCloud {
+                peer: name(),
+                profile,
+            });
+        }
+        if let (IpAddr::V4(v4), Some(range)) = (peer.address, profile.apipa_range()) {
+            if v4.is_link_local() && !range.contains(&v4) {
+                warnings.push(ConfigWarning::OutsideApipaRange {
                     peer: name(),
                     address: peer.address,
                 });
             }
-            let timers = peer.effective_timers();
-            let hold_ok = timers.hold == 0 || timers.hold >= 3;
-            let keepalive_ok =
-                timers.hold == 0 || (timers.keepalive >= 1 && timers.keepalive <= timers.hold);
-            if !hold_ok || !keepalive_ok {
-                return Err(ConfigError::BadTimers {
-                    peer: name(),
-                    hold: timers.hold,
-                    keepalive: timers.keepalive,
-                });
-            }
-            if peer.max_prefixes == 0 {
-                return Err(ConfigError::ZeroMaxPrefixes { peer: name() });
-            }
-            for (list, which) in [(&peer.import, "import"), (&peer.export, "export")] {
-                for entry in list.iter().flat_map(|l| l.entries.iter()) {
-                    entry.check().map_err(|error| ConfigError::BadPrefixList {
-                        peer: name(),
-                        list: which,
-                        error,
-                    })?;
-                }
-            }
-            if let Some(export) = &peer.export {
-                for prefix in &self.local_prefixes {
-                    if !export.permits(prefix) {
-                        warnings.push(ConfigWarning::OwnPrefixNotExported {
-                            peer: name(),
-                            prefix: *prefix,
-                        });
-                    }
-                }
-            }
-            let Some(profile) = peer.profile else {
-                continue;
-            };
-            if peer.timers.is_some_and(|t| t != profile.timers()) {
-                warnings.push(ConfigWarning::TimersDifferFromProfile {
-                    peer: name(),
-                    configured: timers,
-                    profile: profile.timers(),
-                });
-            }
-            if peer.passive && profile.never_initiates() {
-                warnings.push(ConfigWarning::PassiveTowardsNonInitiatingCloud {
-                    peer: name(),
-                    profile,
-                });
-            }
-            if let (IpAddr::V4(v4), Some(range)) = (peer.address, profile.apipa_range()) {
-                if v4.is_link_local() && !range.contains(&v4) {
-                    warnings.push(ConfigWarning::OutsideApipaRange {
-                        peer: name(),
-                        address: peer.address,
-                    });
-                }
-            }
-            if profile.reserves(self.local_as) {
-                warnings.push(ConfigWarning::LocalAsReservedByPeer {
-                    peer: name(),
-                    asn: self.local_as,
-                    profile,
-                });
-            }
-            let cap = profile.max_prefixes();
-            if self.local_prefixes.len() > usize::try_from(cap).unwrap_or(usize::MAX) {
-                warnings.push(ConfigWarning::OwnPrefixesOverPeerCap {
-                    peer: name(),
-                    prefixes: self.local_prefixes.len(),
-                    cap,
-                    profile,
-                });
-            }
+        }
+        if profile.reserves(self.local_as) {
+            warnings.push(ConfigWarning::LocalAsReservedByPeer {
+                peer: name(),
+                asn: self.local_as,
+                profile,
+            });
+        }
+        let cap = profile.max_prefixes();
+        if self.local_prefixes.len() > usize::try_from(cap).unwrap_or(usize::MAX) {
+            warnings.push(ConfigWarning::OwnPrefixesOverPeerCap {
+                peer: name(),
+                prefixes: self.local_prefixes.len(),
+                cap,
+                profile,
+            });
         }
         Ok(warnings)
     }

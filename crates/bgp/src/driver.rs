@@ -14,6 +14,12 @@
 //! connections can be set up before the tunnel address exists. eBGP between
 //! two /32s over a tunnel needs nothing more: the peer's /32 is routed into
 //! the tunnel.
+//!
+//! Peers and own prefixes change while running through the [`Handle`]
+//! ([`Handle::add_peer`], [`Handle::remove_peer`],
+//! [`Handle::set_local_prefixes`]); the listeners follow the peers' local
+//! addresses (unless [`DriverConfig::listen`] fixes them), and sessions
+//! that did not change are left alone.
 
 use std::collections::HashMap;
 use std::io;
@@ -26,7 +32,9 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::config::BGP_PORT;
+use ipnet::IpNet;
+
+use crate::config::{ConfigError, PeerConfig, BGP_PORT};
 use crate::session::{ConnectionId, Direction, Input, StopReason};
 use crate::speaker::{Event, Output, Speaker};
 use crate::PeerId;
@@ -41,6 +49,12 @@ pub struct DriverConfig {
     pub listen: Vec<IpAddr>,
     /// How long one connection attempt may take.
     pub connect_timeout: Duration,
+    /// Start every session when the driver starts. Off when something else
+    /// knows when a session can work — the daemon starts each one when its
+    /// tunnel comes up ([`Handle::start_peer`]), so the first attempt is
+    /// not wasted on a route that does not exist yet (and then a whole
+    /// ConnectRetry interval).
+    pub start_sessions: bool,
 }
 
 impl Default for DriverConfig {
@@ -49,6 +63,7 @@ impl Default for DriverConfig {
             port: BGP_PORT,
             listen: Vec::new(),
             connect_timeout: Duration::from_secs(5),
+            start_sessions: true,
         }
     }
 }
@@ -58,6 +73,12 @@ type Inspect = Box<dyn FnOnce(&Speaker) + Send>;
 enum Command {
     Start(PeerId),
     Stop(PeerId, StopReason),
+    AddPeer(
+        Box<PeerConfig>,
+        oneshot::Sender<Result<PeerId, ConfigError>>,
+    ),
+    RemovePeer(PeerId),
+    SetLocalPrefixes(Vec<IpNet>),
     Inspect(Inspect),
     Shutdown,
 }
@@ -83,6 +104,29 @@ impl Handle {
     /// Stops a peer's session at once, e.g. when its tunnel went down.
     pub fn stop_peer(&self, peer: PeerId, reason: StopReason) {
         let _ = self.commands.send(Command::Stop(peer, reason));
+    }
+
+    /// Adds a peer (see [`Speaker::add_peer`]); it stays Idle until
+    /// [`Handle::start_peer`]. The driver listens on its local address if
+    /// it does not yet. `None` if the driver has ended.
+    pub async fn add_peer(&self, config: PeerConfig) -> Option<Result<PeerId, ConfigError>> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::AddPeer(Box::new(config), tx))
+            .ok()?;
+        rx.await.ok()
+    }
+
+    /// Removes a peer (see [`Speaker::remove_peer`]): Cease / Peer
+    /// De-configured goes out, then its connections close.
+    pub fn remove_peer(&self, peer: PeerId) {
+        let _ = self.commands.send(Command::RemovePeer(peer));
+    }
+
+    /// Replaces the gateway's own prefixes (see
+    /// [`Speaker::set_local_prefixes`]).
+    pub fn set_local_prefixes(&self, prefixes: Vec<IpNet>) {
+        let _ = self.commands.send(Command::SetLocalPrefixes(prefixes));
     }
 
     /// Runs `f` on the speaker (to read RIBs and peer states); `None` if
@@ -129,7 +173,8 @@ pub struct Driver {
     net_rx: mpsc::UnboundedReceiver<Net>,
     connections: HashMap<ConnectionId, mpsc::UnboundedSender<ToConnection>>,
     attempts: HashMap<PeerId, JoinHandle<()>>,
-    tasks: Vec<JoinHandle<()>>,
+    /// The accept loop of each address listened on.
+    listeners: HashMap<IpAddr, JoinHandle<()>>,
     next_connection: u64,
 }
 
@@ -161,22 +206,22 @@ impl Driver {
             net_rx,
             connections: HashMap::new(),
             attempts: HashMap::new(),
-            tasks: Vec::new(),
+            listeners: HashMap::new(),
             next_connection: 0,
         };
         (driver, Handle { commands: cmd_tx }, ev_rx)
     }
 
-    /// Binds the listeners, starts every session and runs until
+    /// Binds the listeners, starts every session (unless
+    /// [`DriverConfig::start_sessions`] is off) and runs until
     /// [`Handle::shutdown`] (or every handle is dropped).
     pub async fn run(mut self) -> io::Result<()> {
         for addr in self.listen_addresses() {
-            let listener = listen(SocketAddr::new(addr, self.config.port))?;
-            tracing::debug!(%addr, port = self.config.port, "BGP listening");
-            let net = self.net_tx.clone();
-            self.tasks.push(tokio::spawn(accept_loop(listener, net)));
+            self.listen_on(addr)?;
         }
-        self.speaker.start(Instant::now());
+        if self.config.start_sessions {
+            self.speaker.start(Instant::now());
+        }
         loop {
             self.do_outputs();
             let deadline = self.speaker.poll_timeout();
@@ -193,14 +238,8 @@ impl Driver {
                     }
                 }
                 cmd = self.commands.recv() => match cmd {
-                    Some(Command::Start(peer)) => {
-                        self.speaker.handle(Instant::now(), peer, Input::Start);
-                    }
-                    Some(Command::Stop(peer, reason)) => {
-                        self.speaker.stop_peer(Instant::now(), peer, reason);
-                    }
-                    Some(Command::Inspect(f)) => f(&self.speaker),
                     Some(Command::Shutdown) | None => break,
+                    Some(cmd) => self.command(cmd).await,
                 },
                 () = sleep => self.speaker.handle_timeout(Instant::now()),
             }
@@ -212,7 +251,7 @@ impl Driver {
                 .stop_peer(now, peer, StopReason::Administrative);
         }
         self.do_outputs();
-        for task in self.tasks.drain(..) {
+        for (_, task) in self.listeners.drain() {
             task.abort();
         }
         for (_, attempt) in self.attempts.drain() {
@@ -222,6 +261,76 @@ impl Driver {
         // is queued.
         self.connections.clear();
         Ok(())
+    }
+
+    async fn command(&mut self, cmd: Command) {
+        let now = Instant::now();
+        match cmd {
+            Command::Start(peer) => self.speaker.handle(now, peer, Input::Start),
+            Command::Stop(peer, reason) => self.speaker.stop_peer(now, peer, reason),
+            Command::AddPeer(config, reply) => {
+                let result = self.speaker.add_peer(now, *config);
+                if result.is_ok() {
+                    self.reconcile_listeners().await;
+                }
+                let _ = reply.send(result);
+            }
+            Command::RemovePeer(peer) => {
+                self.speaker.remove_peer(now, peer);
+                if let Some(attempt) = self.attempts.remove(&peer) {
+                    attempt.abort();
+                }
+                self.reconcile_listeners().await;
+            }
+            Command::SetLocalPrefixes(prefixes) => self.speaker.set_local_prefixes(now, prefixes),
+            Command::Inspect(f) => f(&self.speaker),
+            // Handled by the loop.
+            Command::Shutdown => {}
+        }
+    }
+
+    /// Starts accepting on `addr`.
+    fn listen_on(&mut self, addr: IpAddr) -> io::Result<()> {
+        let listener = listen(SocketAddr::new(addr, self.config.port))?;
+        tracing::debug!(%addr, port = self.config.port, "BGP listening");
+        let net = self.net_tx.clone();
+        self.listeners
+            .insert(addr, tokio::spawn(accept_loop(listener, net)));
+        Ok(())
+    }
+
+    /// Listens where the peers now need it, after a peer came or went:
+    /// closes listeners no peer needs any more (or that a new wildcard
+    /// covers: the two cannot share the port), then opens the missing
+    /// ones. Connections already accepted are not touched. A listener that
+    /// cannot be opened is logged and tried again on the next change.
+    async fn reconcile_listeners(&mut self) {
+        if !self.config.listen.is_empty() {
+            return;
+        }
+        let wanted = self.listen_addresses();
+        let stale: Vec<IpAddr> = self
+            .listeners
+            .keys()
+            .filter(|a| !wanted.contains(a))
+            .copied()
+            .collect();
+        for addr in stale {
+            if let Some(task) = self.listeners.remove(&addr) {
+                task.abort();
+                // The socket is closed once the task is gone.
+                let _ = task.await;
+                tracing::debug!(%addr, port = self.config.port, "BGP listener closed");
+            }
+        }
+        for addr in wanted {
+            if self.listeners.contains_key(&addr) {
+                continue;
+            }
+            if let Err(error) = self.listen_on(addr) {
+                tracing::warn!(%addr, port = self.config.port, %error, "BGP listen failed");
+            }
+        }
     }
 
     fn listen_addresses(&self) -> Vec<IpAddr> {
@@ -343,6 +452,10 @@ impl Driver {
     }
 
     fn attach(&mut self, now: Instant, peer: PeerId, stream: TcpStream, direction: Direction) {
+        if self.speaker.peer(peer).is_none() {
+            // Removed while the connection was being set up.
+            return;
+        }
         let (Ok(local), Ok(remote)) = (stream.local_addr(), stream.peer_addr()) else {
             return;
         };

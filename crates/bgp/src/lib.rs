@@ -30,7 +30,9 @@ pub mod wire;
 pub use config::{PeerConfig, Profile, SpeakerConfig, Timers};
 pub use speaker::{Event, Output, Speaker};
 
-/// A peer of the speaker: its index in [`SpeakerConfig::peers`].
+/// A peer of the speaker: its index in [`SpeakerConfig::peers`], then
+/// counting on through [`Speaker::add_peer`]. Ids are never reused: a
+/// removed peer's id stays retired.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PeerId(pub usize);
 

@@ -18,6 +18,11 @@
 //! Routes learned from one peer reach the others with our ASN prepended
 //! (transit); a session going down removes its routes and the withdrawals
 //! go out in the same call.
+//!
+//! Peers and own prefixes may change while running (a configuration
+//! reload): [`Speaker::add_peer`], [`Speaker::remove_peer`] and
+//! [`Speaker::set_local_prefixes`] touch only what changed; the other
+//! sessions keep running.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr};
@@ -26,7 +31,7 @@ use std::time::Instant;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
-use crate::config::{ConfigError, ConfigWarning, PeerConfig, SpeakerConfig};
+use crate::config::{ConfigError, ConfigWarning, Gateway, PeerConfig, Profile, SpeakerConfig};
 use crate::decision::{self, Candidate, PathSource};
 use crate::policy::{ExportRefusal, ImportRefusal, Policy};
 use crate::rib::{
@@ -148,6 +153,52 @@ struct Peer {
     last_down: Option<DownReason>,
 }
 
+/// Every peer ever configured, at the index of its [`PeerId`]. A removed
+/// peer leaves a tombstone (`None`), so ids are never reused; every lookup
+/// and loop here skips tombstones.
+#[derive(Debug, Default)]
+struct Peers {
+    slots: Vec<Option<Peer>>,
+}
+
+impl Peers {
+    fn get(&self, i: usize) -> Option<&Peer> {
+        self.slots.get(i)?.as_ref()
+    }
+
+    fn get_mut(&mut self, i: usize) -> Option<&mut Peer> {
+        self.slots.get_mut(i)?.as_mut()
+    }
+
+    /// How many ids were handed out (live peers and tombstones).
+    fn slots(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// The live peers with their index.
+    fn iter(&self) -> impl Iterator<Item = (usize, &Peer)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| p.as_ref().map(|p| (i, p)))
+    }
+
+    /// The live peers.
+    fn iter_mut(&mut self) -> impl Iterator<Item = &mut Peer> {
+        self.slots.iter_mut().flatten()
+    }
+
+    fn push(&mut self, peer: Peer) -> PeerId {
+        self.slots.push(Some(peer));
+        PeerId(self.slots.len() - 1)
+    }
+
+    /// Leaves a tombstone at `i`.
+    fn remove(&mut self, i: usize) -> Option<Peer> {
+        self.slots.get_mut(i)?.take()
+    }
+}
+
 /// One peer as seen from outside.
 #[derive(Debug, Clone, Copy)]
 pub struct PeerStatus<'a> {
@@ -172,8 +223,9 @@ pub struct PeerStatus<'a> {
 pub struct Speaker {
     local_as: u32,
     router_id: Ipv4Addr,
+    act_as: Option<Profile>,
     policy: Policy,
-    peers: Vec<Peer>,
+    peers: Peers,
     store: AttributeStore,
     loc_rib: LocRib,
     warnings: Vec<ConfigWarning>,
@@ -184,49 +236,55 @@ impl Speaker {
     /// A speaker for `config`, all sessions Idle until [`Speaker::start`].
     pub fn new(config: SpeakerConfig) -> Result<Self, ConfigError> {
         let warnings = config.validate()?;
-        let peers = config
-            .peers
-            .into_iter()
-            .map(|pc| {
-                let timers = pc.effective_timers();
-                let session = Session::new(SessionConfig {
-                    local_as: config.local_as,
-                    router_id: config.router_id,
-                    remote_as: pc.remote_as,
-                    passive: pc.passive,
-                    hold_time: timers.hold,
-                    keepalive_time: timers.keepalive,
-                    connect_retry_time: pc.connect_retry,
-                    idle_hold_time: pc.idle_hold,
-                    ipv6: true,
-                });
-                Peer {
-                    config: pc,
-                    session,
-                    adj_in: AdjRibIn::default(),
-                    adj_out: AdjRibOut::default(),
-                    dirty_out: BTreeSet::new(),
-                    held_events: Vec::new(),
-                    last_down: None,
-                }
-            })
-            .collect();
-        Ok(Self {
+        let mut speaker = Self {
             local_as: config.local_as,
             router_id: config.router_id,
+            act_as: config.act_as,
             policy: Policy {
                 local_as: config.local_as,
                 own_prefixes: config.local_prefixes.into_iter().collect(),
             },
-            peers,
+            peers: Peers::default(),
             store: AttributeStore::default(),
             loc_rib: LocRib::default(),
             warnings,
             outputs: VecDeque::new(),
-        })
+        };
+        for pc in config.peers {
+            let peer = speaker.new_peer(pc);
+            speaker.peers.push(peer);
+        }
+        Ok(speaker)
     }
 
-    /// What the configuration check had to say.
+    /// A peer in Idle with empty RIBs.
+    fn new_peer(&self, config: PeerConfig) -> Peer {
+        let timers = config.effective_timers();
+        let session = Session::new(SessionConfig {
+            local_as: self.local_as,
+            router_id: self.router_id,
+            remote_as: config.remote_as,
+            passive: config.passive,
+            hold_time: timers.hold,
+            keepalive_time: timers.keepalive,
+            connect_retry_time: config.connect_retry,
+            idle_hold_time: config.idle_hold,
+            ipv6: true,
+        });
+        Peer {
+            config,
+            session,
+            adj_in: AdjRibIn::default(),
+            adj_out: AdjRibOut::default(),
+            dirty_out: BTreeSet::new(),
+            held_events: Vec::new(),
+            last_down: None,
+        }
+    }
+
+    /// What the configuration check had to say about the configuration in
+    /// force (checked again by [`Speaker::add_peer`],
+    /// [`Speaker::remove_peer`] and [`Speaker::set_local_prefixes`]).
     pub fn warnings(&self) -> &[ConfigWarning] {
         &self.warnings
     }
@@ -243,7 +301,7 @@ impl Speaker {
 
     /// Starts every session.
     pub fn start(&mut self, now: Instant) {
-        for i in 0..self.peers.len() {
+        for i in 0..self.peers.slots() {
             self.handle(now, PeerId(i), Input::Start);
         }
     }
@@ -261,20 +319,179 @@ impl Speaker {
         );
     }
 
-    /// The peer a connection from `remote` belongs to.
+    /// Adds a peer while running (a configuration reload). It is checked as
+    /// [`SpeakerConfig::validate`] checks each peer of a whole configuration,
+    /// against the live peers (an address already in use is refused), and
+    /// starts Idle until [`Input::Start`]. Its id is the next one never
+    /// handed out: ids of removed peers are not reused.
+    pub fn add_peer(&mut self, _now: Instant, config: PeerConfig) -> Result<PeerId, ConfigError> {
+        let taken: BTreeSet<IpAddr> = self.peers.iter().map(|(_, p)| p.config.address).collect();
+        let own: Vec<IpNet> = self.policy.own_prefixes.iter().copied().collect();
+        self.gateway(&own).check_peer(&config, &taken)?;
+        let peer = self.new_peer(config);
+        let id = self.peers.push(peer);
+        self.recheck_warnings();
+        Ok(id)
+    }
+
+    /// Removes a peer (it left the configuration): its session ends with
+    /// Cease / Peer De-configured (RFC 4486), the routes learned from it
+    /// are withdrawn as when a session goes down, and it is forgotten. Its
+    /// id stays retired; inputs for it are ignored.
+    pub fn remove_peer(&mut self, now: Instant, peer: PeerId) {
+        let Some(p) = self.peers.get_mut(peer.0) else {
+            return;
+        };
+        p.session.handle(
+            now,
+            Input::Stop {
+                reason: StopReason::Deconfigured,
+                restart_after: None,
+            },
+        );
+        self.run(now);
+        // Going down cleared its Adj-RIB-In already; whatever is left (none
+        // expected) leaves with it.
+        let gone = self
+            .peers
+            .remove(peer.0)
+            .map(|mut p| p.adj_in.clear())
+            .unwrap_or_default();
+        self.decide(gone);
+        self.run(now);
+        self.recheck_warnings();
+        self.store.collect_garbage();
+    }
+
+    /// Replaces the gateway's own prefixes: new ones are advertised to the
+    /// established peers, removed ones withdrawn from them (or replaced by
+    /// a learned path), and the import policy runs again over what the
+    /// peers sent: a received route identical to a new own prefix is
+    /// refused ([`ImportRefusal::OwnPrefix`]) and leaves the Loc-RIB, one
+    /// refused only for matching a prefix that is no longer ours is
+    /// accepted and may become the best path.
+    pub fn set_local_prefixes(&mut self, now: Instant, prefixes: Vec<IpNet>) {
+        let new: BTreeSet<IpNet> = prefixes.into_iter().collect();
+        let old = std::mem::replace(&mut self.policy.own_prefixes, new);
+        let changed: BTreeSet<IpNet> = old
+            .symmetric_difference(&self.policy.own_prefixes)
+            .copied()
+            .collect();
+        if changed.is_empty() {
+            return;
+        }
+        for i in 0..self.peers.slots() {
+            self.reimport(i, &changed);
+        }
+        self.decide(changed.iter().copied().collect());
+        // Own prefixes are not in the Loc-RIB: export each change even
+        // where the decision did not move.
+        for prefix in &changed {
+            for q in 0..self.peers.slots() {
+                self.export(q, *prefix);
+            }
+        }
+        self.run(now);
+        self.recheck_warnings();
+        self.store.collect_garbage();
+    }
+
+    /// Runs import policy again over peer `i`'s routes for `prefixes`
+    /// (whose own-prefix status changed), reporting newly refused ones.
+    fn reimport(&mut self, i: usize, prefixes: &BTreeSet<IpNet>) {
+        let Some(p) = self.peers.get_mut(i) else {
+            return;
+        };
+        let mut refused: Vec<(IpNet, ImportRefusal)> = Vec::new();
+        for prefix in prefixes {
+            // Malformed routes have no attributes and stay refused.
+            let attrs = if let Some(a) = p.adj_in.get(prefix) {
+                Arc::clone(a)
+            } else if let Some(a) = p
+                .adj_in
+                .refused()
+                .get(prefix)
+                .and_then(|r| r.attrs.as_ref())
+            {
+                Arc::clone(a)
+            } else {
+                continue;
+            };
+            match self
+                .policy
+                .check_import(prefix, &attrs, p.config.import.as_ref())
+            {
+                Ok(()) => {
+                    if p.adj_in.get(prefix).is_none() {
+                        p.adj_in.accept(*prefix, attrs);
+                    }
+                }
+                Err(reason) => {
+                    let unchanged = p
+                        .adj_in
+                        .refused()
+                        .get(prefix)
+                        .is_some_and(|r| r.reason == reason);
+                    if !unchanged {
+                        refused.push((*prefix, reason.clone()));
+                        p.adj_in.refuse(
+                            *prefix,
+                            Refused {
+                                attrs: Some(attrs),
+                                reason,
+                            },
+                        );
+                    }
+                }
+            }
+        }
+        if !refused.is_empty() {
+            self.outputs.push_back(Output::Event(Event::Refused {
+                peer: PeerId(i),
+                routes: refused,
+            }));
+        }
+    }
+
+    /// The gateway-wide settings peers are checked against.
+    fn gateway<'a>(&self, own: &'a [IpNet]) -> Gateway<'a> {
+        Gateway {
+            local_as: self.local_as,
+            act_as: self.act_as,
+            local_prefixes: own,
+        }
+    }
+
+    /// Recomputes the warnings for the configuration now in force.
+    fn recheck_warnings(&mut self) {
+        let own: Vec<IpNet> = self.policy.own_prefixes.iter().copied().collect();
+        let gateway = self.gateway(&own);
+        let mut taken = BTreeSet::new();
+        let mut warnings = Vec::new();
+        for (_, p) in self.peers.iter() {
+            // Every live peer passed this check when it was added.
+            if let Ok(w) = gateway.check_peer(&p.config, &taken) {
+                warnings.extend(w);
+            }
+            taken.insert(p.config.address);
+        }
+        self.warnings = warnings;
+    }
+
+    /// The (live) peer a connection from `remote` belongs to.
     pub fn find_peer(&self, remote: IpAddr) -> Option<PeerId> {
         self.peers
             .iter()
-            .position(|p| p.config.address == remote)
-            .map(PeerId)
+            .find(|(_, p)| p.config.address == remote)
+            .map(|(i, _)| PeerId(i))
     }
 
-    /// Every peer's id.
-    pub fn peer_ids(&self) -> impl Iterator<Item = PeerId> {
-        (0..self.peers.len()).map(PeerId)
+    /// Every live peer's id (removed peers are left out).
+    pub fn peer_ids(&self) -> impl Iterator<Item = PeerId> + '_ {
+        self.peers.iter().map(|(i, _)| PeerId(i))
     }
 
-    /// One peer's state and RIBs.
+    /// One peer's state and RIBs; `None` for an unknown or removed peer.
     pub fn peer(&self, id: PeerId) -> Option<PeerStatus<'_>> {
         let p = self.peers.get(id.0)?;
         Some(PeerStatus {
@@ -309,7 +526,7 @@ impl Speaker {
 
     /// Fires every timer that is due.
     pub fn handle_timeout(&mut self, now: Instant) {
-        for p in &mut self.peers {
+        for p in self.peers.iter_mut() {
             if p.session.poll_timeout().is_some_and(|t| t <= now) {
                 p.session.handle(now, Input::Timer);
             }
@@ -327,7 +544,7 @@ impl Speaker {
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.peers
             .iter()
-            .filter_map(|p| p.session.poll_timeout())
+            .filter_map(|(_, p)| p.session.poll_timeout())
             .min()
     }
 
@@ -335,13 +552,13 @@ impl Speaker {
     fn run(&mut self, now: Instant) {
         loop {
             let mut moved = false;
-            for i in 0..self.peers.len() {
+            for i in 0..self.peers.slots() {
                 while let Some(out) = self.peers.get_mut(i).and_then(|p| p.session.poll_output()) {
                     moved = true;
                     self.session_output(now, i, out);
                 }
             }
-            for i in 0..self.peers.len() {
+            for i in 0..self.peers.slots() {
                 moved |= self.flush(now, i);
             }
             if !moved {
@@ -576,7 +793,7 @@ impl Speaker {
                 None => Event::Withdrawn { prefix },
             };
             self.outputs.push_back(Output::Event(event));
-            for q in 0..self.peers.len() {
+            for q in 0..self.peers.slots() {
                 self.export(q, prefix);
             }
         }
@@ -584,7 +801,7 @@ impl Speaker {
 
     fn select(&self, prefix: &IpNet) -> Option<LocRibEntry> {
         let mut routes: Vec<(Route, PathSource)> = Vec::new();
-        for (i, p) in self.peers.iter().enumerate() {
+        for (i, p) in self.peers.iter() {
             let (Some(attrs), Some(negotiated)) = (p.adj_in.get(prefix), p.session.negotiated())
             else {
                 continue;

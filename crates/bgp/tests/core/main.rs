@@ -8,5 +8,6 @@ mod decision;
 mod fake;
 mod net;
 mod policy;
+mod reload;
 mod session;
 mod speaker;
