@@ -18,7 +18,10 @@ use ipnet::IpNet;
 
 use super::{enter_netns, ApplyReport, Config, Error, Event, Programmer};
 use crate::nexthop::{Tunnel, TunnelId};
-use crate::table::Mode;
+use crate::table::{Mode, RouteTable};
+
+/// A look at the route table, run on the driver thread.
+type Inspect = Box<dyn FnOnce(&RouteTable) + Send>;
 
 /// A change for the route programmer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +54,7 @@ pub enum Notice {
 enum Msg {
     Command(Command),
     Sync(Sender<Result<ApplyReport, Error>>),
+    Inspect(Inspect),
     Stop {
         keep: bool,
         reply: Sender<Result<(), Error>>,
@@ -71,6 +75,7 @@ impl std::fmt::Debug for Msg {
         match self {
             Msg::Command(c) => write!(f, "Command({c:?})"),
             Msg::Sync(_) => f.write_str("Sync"),
+            Msg::Inspect(_) => f.write_str("Inspect"),
             Msg::Stop { keep, .. } => write!(f, "Stop {{ keep: {keep} }}"),
         }
     }
@@ -147,6 +152,13 @@ impl Handle {
         let (reply, answer) = mpsc::channel();
         self.post(Msg::Sync(reply))?;
         answer.recv().map_err(|_| Error::Stopped)?
+    }
+
+    /// Runs `f` on the route table on the driver thread, after everything
+    /// sent so far is applied (to show what is installed and why). Never
+    /// blocks: `f` answers through whatever channel it captured.
+    pub fn inspect(&self, f: impl FnOnce(&RouteTable) + Send + 'static) -> Result<(), Error> {
+        self.post(Msg::Inspect(Box::new(f)))
     }
 
     /// Stops the thread after applying what is queued: removes every route
@@ -229,6 +241,7 @@ fn run(
         let _ = unsafe { libc::read(wake.as_raw_fd(), (&mut counter as *mut u64).cast(), 8) };
 
         let mut syncs = Vec::new();
+        let mut inspections: Vec<Inspect> = Vec::new();
         let mut stop = None;
         loop {
             match rx.try_recv() {
@@ -238,6 +251,7 @@ fn run(
                     }
                 }
                 Ok(Msg::Sync(reply)) => syncs.push(reply),
+                Ok(Msg::Inspect(f)) => inspections.push(f),
                 Ok(Msg::Stop { keep, reply }) => {
                     stop = Some((keep, reply));
                     break;
@@ -274,6 +288,9 @@ fn run(
             for reply in syncs {
                 let _ = reply.send(answer.clone());
             }
+        }
+        for f in inspections {
+            f(programmer.table());
         }
         if let Some((keep, reply)) = stop {
             let _ = reply.send(programmer.shutdown(keep));
