@@ -265,6 +265,7 @@ impl VpngwSite {
 asn = {asn}
 router_id = "{router_id}"
 local_prefixes = ["{lan}"]
+control_socket = "{sock}"
 
 [[connection]]
 name = "site-{peer_name}"
@@ -297,6 +298,7 @@ hold = {hold}
             peer_asn = spec.peer.asn,
             keepalive = spec.bgp.keepalive,
             hold = spec.bgp.hold,
+            sock = dir.join(&format!("{name}.sock")).display(),
         );
         let conf = dir.write(&format!("{name}.vpngw.toml"), &config);
         let daemon = crate::Proc::spawn(

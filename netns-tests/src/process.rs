@@ -22,8 +22,23 @@ pub struct Proc {
 }
 
 impl Proc {
-    /// Starts `argv` inside `ns` with extra environment `env`, logging to `log`.
+    /// Starts `argv` inside `ns` with extra environment `env`, logging to
+    /// `log`. It is killed if this thread dies (a crashed test leaves no
+    /// daemon behind).
     pub fn spawn(ns: &Netns, name: &str, argv: &[&str], env: &[(&str, &str)], log: &Path) -> Proc {
+        Proc::spawn_with(ns, name, argv, env, log, true)
+    }
+
+    /// Like [`Proc::spawn`]; with `die_with_parent` false the process
+    /// outlives us (`vpngw demo --keep`).
+    pub fn spawn_with(
+        ns: &Netns,
+        name: &str,
+        argv: &[&str],
+        env: &[(&str, &str)],
+        log: &Path,
+        die_with_parent: bool,
+    ) -> Proc {
         let (program, args) = argv.split_first().expect("argv has a program");
         let out = File::create(log).expect("create process log");
         let err = out.try_clone().expect("clone log handle");
@@ -33,12 +48,14 @@ impl Proc {
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err);
-        // SAFETY: prctl is async-signal-safe and touches no memory of ours.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
+        if die_with_parent {
+            // SAFETY: prctl is async-signal-safe and touches no memory of ours.
+            unsafe {
+                cmd.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    Ok(())
+                });
+            }
         }
         let child = cmd
             .spawn()

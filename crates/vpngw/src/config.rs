@@ -95,6 +95,7 @@ struct RawGateway {
     kernel_table: Option<u32>,
     ecmp: Option<bool>,
     control_socket: Option<PathBuf>,
+    metrics_listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -165,6 +166,8 @@ pub struct Gateway {
     pub ecmp: bool,
     /// The control socket the CLI talks to.
     pub control_socket: PathBuf,
+    /// Where the Prometheus metrics endpoint listens (off by default).
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// Where the pre-shared key comes from.
@@ -186,6 +189,21 @@ impl Psk {
     }
 }
 
+/// Compared in constant time (a reload compares old and new keys).
+impl PartialEq for Psk {
+    fn eq(&self, other: &Psk) -> bool {
+        self.0.len() == other.0.len()
+            && self
+                .0
+                .iter()
+                .zip(other.0.iter())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    }
+}
+
+impl Eq for Psk {}
+
 impl fmt::Debug for Psk {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Psk(<{} bytes, redacted>)", self.0.len())
@@ -202,7 +220,7 @@ pub enum Profile {
 }
 
 /// The BGP session across a connection's tunnel.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bgp {
     /// The peer's ASN.
     pub peer_asn: u32,
@@ -223,7 +241,7 @@ pub struct Bgp {
 }
 
 /// What a connection routes.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Routing {
     /// eBGP across the tunnel.
     Bgp(Bgp),
@@ -231,8 +249,9 @@ pub enum Routing {
     Static(Vec<IpNet>),
 }
 
-/// One site-to-site connection.
-#[derive(Debug)]
+/// One site-to-site connection. Two are equal when every setting, the
+/// key included, is: a reload keeps an equal connection's SAs.
+#[derive(Debug, PartialEq, Eq)]
 pub struct Connection {
     /// Unique name.
     pub name: String,
@@ -423,6 +442,7 @@ fn gateway(cx: &Ctx<'_>, g: RawGateway, conns: &[Connection]) -> Result<Gateway,
         control_socket: g
             .control_socket
             .unwrap_or_else(|| PathBuf::from(DEFAULT_CONTROL_SOCKET)),
+        metrics_listen: g.metrics_listen,
     })
 }
 

@@ -2,43 +2,54 @@
 //! events between them.
 //!
 //! What runs:
-//! - the IKE endpoint: every connection's IKE SA and child SA are
-//!   negotiated, kept alive (DPD) and restarted;
-//! - one TUN device per connection and the ESP datapath between them and
-//!   UDP 4500: a child SA installed brings the TUN link up and starts
-//!   carrying packets, its deletion takes the link down;
+//! - per local (outer) address, an IKE endpoint on UDP 500/4500 and an ESP
+//!   datapath reading that 4500 socket: every connection from that address
+//!   has its IKE SA and child SA negotiated, kept alive (DPD) and
+//!   restarted; a child SA installed brings the connection's TUN link up
+//!   and starts carrying packets, its deletion takes the link down;
 //! - the route programmer: static-mode connections' prefixes are routed
 //!   through their tunnel while it is up and withdrawn the moment it goes
-//!   down.
-//!
+//!   down; BGP best paths go through the tunnels of their ECMP set;
 //! - the BGP speaker: one eBGP session per `[connection.bgp]`, across the
 //!   tunnel between the tunnel addresses. It starts when the tunnel comes
 //!   up and is closed the moment the tunnel goes down (no waiting for the
-//!   hold timer); best paths go to the route programmer with their ECMP set
-//!   of tunnels, withdrawals at once.
+//!   hold timer);
+//! - the control socket ([`crate::control`]) and, if configured, the
+//!   Prometheus endpoint ([`crate::metrics`]).
+//!
+//! Connections live in slots that are never reused, so a reload can add
+//! and remove them while the others keep their SAs: a changed connection
+//! is removed and added again, an unchanged one is not touched.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
-use std::sync::Arc;
-use tokio::sync::{mpsc, watch};
-use tracing::{info, warn};
-use vpngw_routes::{Command as RouteCommand, Handle as RouteHandle, Notice, Tunnel, TunnelId};
-use vpngw_tunnel::driver::datapath::{Datapath, SaCounters, TunnelSpec};
-use vpngw_tunnel::driver::ike::{self as ike_driver, IkeCommand, IkeEvent, IkeSockets};
-use vpngw_tunnel::driver::tun::{ifindex, Tun};
-use vpngw_tunnel::esp::sa::{InboundSa, OutboundSa};
-use vpngw_tunnel::ike::endpoint::Endpoint;
-use vpngw_tunnel::ike::proposal::Esn;
-use vpngw_tunnel::ike::sa::{ChildSa, Event, SaConfig, IKE_PORT, NATT_PORT};
-use vpngw_tunnel::ike::wire::Identification;
-
-use crate::config::{Config, Connection, Routing};
+use ipnet::IpNet;
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{info, info_span, warn};
 use vpngw_bgp::driver::{
     Driver as BgpDriver, DriverConfig as BgpDriverConfig, Handle as BgpHandle,
 };
 use vpngw_bgp::session::StopReason;
 use vpngw_bgp::{Event as BgpEvent, PeerConfig, PeerId, Speaker, SpeakerConfig, Timers};
+use vpngw_routes::{Command as RouteCommand, Handle as RouteHandle, Notice, Tunnel, TunnelId};
+use vpngw_tunnel::driver::datapath::{Datapath, SaCounters, TunnelSpec};
+use vpngw_tunnel::driver::ike::{
+    self as ike_driver, DriverCounters, IkeCommand, IkeEvent, IkeSockets,
+};
+use vpngw_tunnel::driver::tun::{ifindex, Tun};
+use vpngw_tunnel::esp::sa::{InboundSa, OutboundSa};
+use vpngw_tunnel::ike::endpoint::{ConnId, Endpoint};
+use vpngw_tunnel::ike::proposal::Esn;
+use vpngw_tunnel::ike::sa::{ChildSa, Event, SaConfig, IKE_PORT, NATT_PORT};
+use vpngw_tunnel::ike::wire::Identification;
+
+use crate::config::{self, Config, Connection, Gateway, Routing};
+use crate::control::{Incoming, ReloadReport, Reply, Request};
+use crate::report;
 
 /// How long IKE waits for the first answer before retransmitting; doubles
 /// with each of the retries.
@@ -83,102 +94,162 @@ fn sa_config(c: &Connection) -> SaConfig {
     }
 }
 
-/// Runs the daemon until SIGINT or SIGTERM.
-pub async fn run(config: Config) -> std::io::Result<()> {
-    let now = Instant::now();
-    let mut endpoint = Endpoint::new();
-    let Some(local) = config.connections.first().map(|c| c.local_address) else {
-        warn!("no connections configured; nothing to do");
-        return Ok(());
-    };
-    for c in &config.connections {
-        if c.local_address != local {
-            return Err(std::io::Error::other(format!(
-                "connection {}: all connections must share one local_address for now ({local})",
-                c.name
-            )));
-        }
-        endpoint.add_connection(
-            &c.name,
-            sa_config(c),
-            SocketAddr::new(c.local_address, IKE_PORT),
-            SocketAddr::new(c.remote_address, IKE_PORT),
-            c.initiate,
-            now,
-        );
-        info!(
-            connection = %c.name,
-            remote = %c.remote_address,
-            role = if c.initiate { "initiator" } else { "responder" },
-            "connection loaded"
-        );
-    }
-    let names: Vec<String> = config.connections.iter().map(|c| c.name.clone()).collect();
-    let mut tunnels = Vec::with_capacity(config.connections.len());
-    for c in &config.connections {
-        tunnels.push(TunnelSpec {
-            tun: create_tun(c)?,
-            mss_clamp: c.mss_clamp,
-        });
-    }
-    let routes = start_routes(&config)?;
-    let mut sockets = IkeSockets::bind(local).await?;
-    let (natt, ike_to_driver) = sockets.attach_datapath()?;
-    let datapath = Datapath::start(natt, ike_to_driver, tunnels)?;
-    info!(%local, "IKE listening on UDP 500 and 4500; ESP datapath running");
-    let (bgp, mut bgp_events, peer_of_conn) = start_bgp(&config)?;
-    let (events_tx, mut events_rx) = mpsc::unbounded_channel();
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let (ike_commands, ike_commands_rx) = mpsc::unbounded_channel();
-    let driver = tokio::spawn(ike_driver::run(
-        endpoint,
-        sockets,
-        events_tx,
-        stop_rx,
-        ike_commands_rx,
-    ));
+fn peer_config(c: &Connection, b: &config::Bgp) -> PeerConfig {
+    let mut p = PeerConfig::new(c.name.clone(), b.peer_address, b.peer_asn);
+    p.local_address = c.tunnel_address;
+    p.passive = b.passive;
+    p.timers = Some(Timers {
+        keepalive: u16::try_from(b.keepalive.as_secs()).unwrap_or(u16::MAX),
+        hold: u16::try_from(b.hold.as_secs()).unwrap_or(u16::MAX),
+    });
+    p.max_prefixes = b.max_prefixes;
+    p.prepend = b.prepend;
+    p.profile = b.profile.map(|profile| match profile {
+        config::Profile::Azure => vpngw_bgp::Profile::Azure,
+        config::Profile::Aws => vpngw_bgp::Profile::Aws,
+    });
+    p
+}
 
-    let mut state = State {
-        names,
-        datapath,
+/// The IKE endpoint and ESP datapath of one local address.
+pub(crate) struct Group {
+    local: IpAddr,
+    pub(crate) commands: mpsc::UnboundedSender<IkeCommand>,
+    stop: watch::Sender<bool>,
+    driver: tokio::task::JoinHandle<std::io::Result<DriverCounters>>,
+    pub(crate) datapath: Datapath,
+}
+
+/// One configured connection while it exists.
+pub(crate) struct Conn {
+    pub(crate) cfg: Connection,
+    /// Its local address's group.
+    pub(crate) group: usize,
+    /// Its id in that group's IKE endpoint (and datapath).
+    pub(crate) ike: ConnId,
+    /// Its BGP peer.
+    pub(crate) peer: Option<PeerId>,
+    /// Its TUN device's index.
+    pub(crate) ifindex: u32,
+    /// The installed child SA: (inbound SPI, outbound SPI).
+    pub(crate) child: Option<(u32, u32)>,
+    /// That child's traffic.
+    pub(crate) sa_counters: Option<Arc<SaCounters>>,
+    /// When the tunnel came up.
+    pub(crate) up_since: Option<Instant>,
+}
+
+impl Conn {
+    fn tunnel_id(&self) -> TunnelId {
+        TunnelId(self.cfg.name.clone())
+    }
+}
+
+/// Everything the daemon tracks between events.
+pub(crate) struct Daemon {
+    pub(crate) file: PathBuf,
+    pub(crate) gateway: Gateway,
+    pub(crate) started: Instant,
+    groups: Vec<Group>,
+    ike_events: Vec<mpsc::UnboundedReceiver<IkeEvent>>,
+    pub(crate) conns: Vec<Option<Conn>>,
+    pub(crate) routes: RouteHandle,
+    /// The static prefixes and the tunnels carrying them, as last set.
+    pub(crate) statics: BTreeMap<IpNet, Vec<TunnelId>>,
+    pub(crate) bgp: Option<BgpHandle>,
+    bgp_events: Option<mpsc::UnboundedReceiver<BgpEvent>>,
+}
+
+/// Runs the daemon on `config` (read from `file`, which `reload` and
+/// SIGHUP read again) until SIGINT or SIGTERM.
+pub async fn run(config: Config, file: PathBuf) -> std::io::Result<()> {
+    let Config {
+        gateway,
+        connections,
+    } = config;
+    if connections.is_empty() {
+        warn!("no connections configured; add some and reload");
+    }
+    let listener = crate::control::bind(&gateway.control_socket)?;
+    let routes = start_routes(&gateway)?;
+    let (bgp, bgp_events) = start_bgp(&gateway, &connections)?;
+    let mut daemon = Daemon {
+        file,
+        gateway,
+        started: Instant::now(),
+        groups: Vec::new(),
+        ike_events: Vec::new(),
+        conns: Vec::new(),
         routes,
-        children: vec![None; config.connections.len()],
-        replay_windows: config
-            .connections
-            .iter()
-            .map(|c| u64::from(c.replay_window))
-            .collect(),
+        statics: BTreeMap::new(),
         bgp,
-        peer_of_conn,
-        ike_commands,
-        sa_counters: vec![None; config.connections.len()],
+        bgp_events,
     };
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut next_peer = 0;
+    for c in connections {
+        // start_bgp made the peers in connection order.
+        let peer = match &c.routing {
+            Routing::Bgp(_) => {
+                next_peer += 1;
+                Some(PeerId(next_peer - 1))
+            }
+            Routing::Static(_) => None,
+        };
+        daemon.add_connection(c, peer).await?;
+    }
+    daemon.sync_statics();
+
+    let (control_tx, mut control_rx) = mpsc::unbounded_channel();
+    let control = tokio::spawn(crate::control::serve(listener, control_tx.clone()));
+    info!(socket = %daemon.gateway.control_socket.display(), "control socket ready");
+    let metrics = match daemon.gateway.metrics_listen {
+        Some(addr) => Some(tokio::spawn(crate::metrics::serve(addr, control_tx)?)),
+        None => None,
+    };
+
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sighup = signal(SignalKind::hangup())?;
     // Ten times a second the child SAs' byte and packet counts go to IKE
     // (soft lifetimes at 90%, hard at 100%: the reports must come well
     // within that margin).
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
     loop {
         tokio::select! {
-            Some(event) = events_rx.recv() => state.on_ike_event(event),
-            Some(event) = recv_bgp(&mut bgp_events) => state.on_bgp_event(event),
+            (group, event) = next_ike_event(&mut daemon.ike_events) => daemon.on_ike_event(group, event),
+            Some(event) = recv_bgp(&mut daemon.bgp_events) => daemon.on_bgp_event(event),
+            Some(incoming) = control_rx.recv() => daemon.on_request(incoming).await,
+            _ = sighup.recv() => {
+                info!("SIGHUP: reloading {}", daemon.file.display());
+                if let Err(e) = daemon.reload().await {
+                    warn!("reload refused: {e}");
+                }
+            }
             _ = tokio::signal::ctrl_c() => break,
             _ = sigterm.recv() => break,
-            _ = tick.tick() => state.report_bytes(),
+            _ = tick.tick() => daemon.report_bytes(),
         }
     }
-    info!("stopping: deleting SAs");
-    let _ = stop_tx.send(true);
-    match driver.await {
-        Ok(Ok(counters)) => info!(?counters, "IKE stopped"),
-        Ok(Err(e)) => warn!("IKE driver failed: {e}"),
-        Err(e) => warn!("IKE driver task failed: {e}"),
+    control.abort();
+    if let Some(m) = metrics {
+        m.abort();
     }
-    while let Ok(event) = events_rx.try_recv() {
-        state.on_ike_event(event);
-    }
-    state.shutdown().await;
+    let _ = std::fs::remove_file(&daemon.gateway.control_socket);
+    daemon.shutdown().await;
     Ok(())
+}
+
+/// The next event of any group's IKE driver, with the group's index.
+async fn next_ike_event(rxs: &mut [mpsc::UnboundedReceiver<IkeEvent>]) -> (usize, IkeEvent) {
+    std::future::poll_fn(|cx| {
+        for (i, rx) in rxs.iter_mut().enumerate() {
+            if let std::task::Poll::Ready(Some(e)) = rx.poll_recv(cx) {
+                return std::task::Poll::Ready((i, e));
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
 }
 
 async fn recv_bgp(rx: &mut Option<mpsc::UnboundedReceiver<BgpEvent>>) -> Option<BgpEvent> {
@@ -188,45 +259,26 @@ async fn recv_bgp(rx: &mut Option<mpsc::UnboundedReceiver<BgpEvent>>) -> Option<
     }
 }
 
-type BgpParts = (
-    Option<BgpHandle>,
-    Option<mpsc::UnboundedReceiver<BgpEvent>>,
-    Vec<Option<PeerId>>,
-);
+type BgpParts = (Option<BgpHandle>, Option<mpsc::UnboundedReceiver<BgpEvent>>);
 
-/// The BGP speaker for the connections with `[connection.bgp]`, running
-/// on its own task; peers are indexed in connection order.
-fn start_bgp(config: &Config) -> std::io::Result<BgpParts> {
-    let mut peers = Vec::new();
-    let mut peer_of_conn = Vec::with_capacity(config.connections.len());
-    for c in &config.connections {
-        let Routing::Bgp(b) = &c.routing else {
-            peer_of_conn.push(None);
-            continue;
-        };
-        peer_of_conn.push(Some(PeerId(peers.len())));
-        let mut p = PeerConfig::new(c.name.clone(), b.peer_address, b.peer_asn);
-        p.local_address = c.tunnel_address;
-        p.passive = b.passive;
-        p.timers = Some(Timers {
-            keepalive: u16::try_from(b.keepalive.as_secs()).unwrap_or(u16::MAX),
-            hold: u16::try_from(b.hold.as_secs()).unwrap_or(u16::MAX),
-        });
-        p.max_prefixes = b.max_prefixes;
-        p.prepend = b.prepend;
-        p.profile = b.profile.map(|profile| match profile {
-            crate::config::Profile::Azure => vpngw_bgp::Profile::Azure,
-            crate::config::Profile::Aws => vpngw_bgp::Profile::Aws,
-        });
-        peers.push(p);
-    }
+/// The BGP speaker with the peers of `connections` (PeerId in connection
+/// order), on its own task; none if no connection runs BGP (a reload that
+/// adds one starts it).
+fn start_bgp(gateway: &Gateway, connections: &[Connection]) -> std::io::Result<BgpParts> {
+    let peers: Vec<PeerConfig> = connections
+        .iter()
+        .filter_map(|c| match &c.routing {
+            Routing::Bgp(b) => Some(peer_config(c, b)),
+            Routing::Static(_) => None,
+        })
+        .collect();
     if peers.is_empty() {
-        return Ok((None, None, peer_of_conn));
+        return Ok((None, None));
     }
     let speaker_config = SpeakerConfig {
-        local_as: config.gateway.asn,
-        router_id: config.gateway.router_id,
-        local_prefixes: config.gateway.local_prefixes.clone(),
+        local_as: gateway.asn,
+        router_id: gateway.router_id,
+        local_prefixes: gateway.local_prefixes.clone(),
         act_as: None,
         peers,
     };
@@ -240,13 +292,24 @@ fn start_bgp(config: &Config) -> std::io::Result<BgpParts> {
     }
     let speaker = Speaker::new(speaker_config)
         .map_err(|e| std::io::Error::other(format!("BGP configuration: {e}")))?;
-    let (driver, handle, events) = BgpDriver::new(speaker, BgpDriverConfig::default());
+    let (handle, events) = spawn_speaker(speaker);
+    Ok((Some(handle), Some(events)))
+}
+
+/// Runs `speaker` on its own task.
+fn spawn_speaker(speaker: Speaker) -> (BgpHandle, mpsc::UnboundedReceiver<BgpEvent>) {
+    // Sessions start when their tunnel comes up.
+    let config = BgpDriverConfig {
+        start_sessions: false,
+        ..BgpDriverConfig::default()
+    };
+    let (driver, handle, events) = BgpDriver::new(speaker, config);
     tokio::spawn(async move {
         if let Err(e) = driver.run().await {
             warn!("BGP driver stopped: {e}");
         }
     });
-    Ok((Some(handle), Some(events), peer_of_conn))
+    (handle, events)
 }
 
 /// The TUN device of a connection: MTU, point-to-point addresses, link
@@ -269,14 +332,13 @@ fn create_tun(c: &Connection) -> std::io::Result<Tun> {
     Ok(tun)
 }
 
-/// The route programmer, with every tunnel known (down) and the static
-/// routes set: they enter the kernel when their tunnel comes up.
-fn start_routes(config: &Config) -> std::io::Result<RouteHandle> {
+/// The route programmer; tunnels and routes are set as connections come.
+fn start_routes(gateway: &Gateway) -> std::io::Result<RouteHandle> {
     let routes_config = vpngw_routes::Config {
-        table: config.gateway.kernel_table,
+        table: gateway.kernel_table,
         ..Default::default()
     };
-    let routes = RouteHandle::spawn(routes_config, None, |notice| match notice {
+    RouteHandle::spawn(routes_config, None, |notice| match notice {
         Notice::Event(e) => info!(event = ?e, "kernel routes"),
         Notice::Failed(failures) => {
             for f in failures {
@@ -285,72 +347,248 @@ fn start_routes(config: &Config) -> std::io::Result<RouteHandle> {
         }
         Notice::Error(e) => warn!("route programmer: {e}"),
     })
-    .map_err(|e| std::io::Error::other(format!("cannot start the route programmer: {e}")))?;
-    // A prefix several connections carry is one ECMP route through all of
-    // their tunnels (active-active); the kernel uses those that are up.
-    let mut statics: std::collections::BTreeMap<ipnet::IpNet, Vec<TunnelId>> =
-        std::collections::BTreeMap::new();
-    for c in &config.connections {
-        let id = TunnelId(c.name.clone());
+    .map_err(|e| std::io::Error::other(format!("cannot start the route programmer: {e}")))
+}
+
+impl Daemon {
+    /// The groups, one per local address.
+    pub(crate) fn groups(&self) -> &[Group] {
+        &self.groups
+    }
+
+    /// The group a connection belongs to.
+    pub(crate) fn group_of(&self, c: &Conn) -> Option<&Group> {
+        self.groups.get(c.group)
+    }
+
+    /// The group of `local`, started if it is new: UDP 500/4500 bound, the
+    /// IKE driver and the ESP datapath running.
+    async fn group(&mut self, local: IpAddr) -> std::io::Result<usize> {
+        if let Some(i) = self.groups.iter().position(|g| g.local == local) {
+            return Ok(i);
+        }
+        let mut sockets = IkeSockets::bind(local).await.map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot bind UDP 500/4500 on {local}: {e}"),
+            )
+        })?;
+        let (natt, to_ike) = sockets.attach_datapath()?;
+        let datapath = Datapath::start(natt, to_ike, Vec::new())?;
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let (commands, commands_rx) = mpsc::unbounded_channel();
+        let driver = tokio::spawn(ike_driver::run(
+            Endpoint::new(),
+            sockets,
+            events_tx,
+            stop_rx,
+            commands_rx,
+        ));
+        info!(%local, "IKE listening on UDP 500 and 4500; ESP datapath running");
+        self.groups.push(Group {
+            local,
+            commands,
+            stop: stop_tx,
+            driver,
+            datapath,
+        });
+        self.ike_events.push(events_rx);
+        Ok(self.groups.len() - 1)
+    }
+
+    /// Brings a connection to life: its TUN device, its IKE connection
+    /// (initiators start at once), its tunnel in the route programmer and
+    /// its BGP peer (`peer` if the speaker already has it).
+    async fn add_connection(&mut self, c: Connection, peer: Option<PeerId>) -> std::io::Result<()> {
+        let group = self.group(c.local_address).await?;
+        let tun = create_tun(&c)?;
         let index = ifindex(&c.tun_name)?;
+        let (reply, ike) = oneshot::channel();
+        let g = self
+            .groups
+            .get_mut(group)
+            .ok_or_else(|| std::io::Error::other("group vanished"))?;
+        let _ = g.commands.send(IkeCommand::AddConnection {
+            name: c.name.clone(),
+            cfg: Box::new(sa_config(&c)),
+            local: SocketAddr::new(c.local_address, IKE_PORT),
+            remote: SocketAddr::new(c.remote_address, IKE_PORT),
+            initiate: c.initiate,
+            reply,
+        });
+        let ike = ike
+            .await
+            .map_err(|_| std::io::Error::other("the IKE driver has stopped"))?;
+        g.datapath.add_tunnel(
+            ike.0,
+            TunnelSpec {
+                tun,
+                mss_clamp: c.mss_clamp,
+            },
+        )?;
         let peer_v4 = match c.tunnel_peer {
             Some(IpAddr::V4(p)) => Some(p),
             Some(IpAddr::V6(_)) | None => None,
         };
-        let tunnel = Tunnel {
-            id: id.clone(),
-            ifindex: index,
-            peer_v4,
-            peer_v6: None,
+        let _ = self.routes.send(RouteCommand::SetTunnel(
+            Tunnel {
+                id: TunnelId(c.name.clone()),
+                ifindex: index,
+                peer_v4,
+                peer_v6: None,
+            },
+            false,
+        ));
+        let peer = match (&c.routing, peer) {
+            (Routing::Bgp(_), Some(p)) => Some(p),
+            (Routing::Bgp(b), None) => Some(self.add_peer(peer_config(&c, b)).await?),
+            (Routing::Static(_), _) => None,
         };
-        let _ = routes.send(RouteCommand::SetTunnel(tunnel, false));
-        if let Routing::Static(prefixes) = &c.routing {
-            for p in prefixes {
-                statics.entry(*p).or_default().push(id.clone());
-            }
+        info!(
+            connection = %c.name,
+            local = %c.local_address,
+            remote = %c.remote_address,
+            tun = %c.tun_name,
+            role = if c.initiate { "initiator" } else { "responder" },
+            "connection loaded"
+        );
+        self.conns.push(Some(Conn {
+            cfg: c,
+            group,
+            ike,
+            peer,
+            ifindex: index,
+            child: None,
+            sa_counters: None,
+            up_since: None,
+        }));
+        Ok(())
+    }
+
+    /// A BGP peer added while running (the speaker is started if this is
+    /// the first).
+    async fn add_peer(&mut self, config: PeerConfig) -> std::io::Result<PeerId> {
+        if self.bgp.is_none() {
+            let speaker = Speaker::new(SpeakerConfig {
+                local_as: self.gateway.asn,
+                router_id: self.gateway.router_id,
+                local_prefixes: self.gateway.local_prefixes.clone(),
+                act_as: None,
+                peers: Vec::new(),
+            })
+            .map_err(|e| std::io::Error::other(format!("BGP configuration: {e}")))?;
+            let (handle, events) = spawn_speaker(speaker);
+            self.bgp = Some(handle);
+            self.bgp_events = Some(events);
+        }
+        let bgp = self
+            .bgp
+            .as_ref()
+            .ok_or_else(|| std::io::Error::other("BGP speaker missing"))?;
+        let name = config.name.clone();
+        match bgp.add_peer(config).await {
+            Some(Ok(peer)) => Ok(peer),
+            Some(Err(e)) => Err(std::io::Error::other(format!(
+                "connection {name}: BGP: {e}"
+            ))),
+            None => Err(std::io::Error::other("the BGP speaker has stopped")),
         }
     }
-    for (prefix, tunnels) in statics {
-        let _ = routes.send(RouteCommand::SetRoute(prefix, tunnels));
+
+    /// Takes a connection away: its routes, BGP peer (Cease, its routes
+    /// withdrawn), IKE SAs (DELETE sent) and TUN device.
+    async fn remove_connection(&mut self, slot: usize) {
+        let Some(conn) = self.conns.get_mut(slot).and_then(Option::take) else {
+            return;
+        };
+        // Traffic first: the routes leave the tunnel (an ECMP group
+        // shrinks to the others), then the peers hear of it, then the
+        // device goes.
+        let _ = self
+            .routes
+            .send(RouteCommand::RemoveTunnel(conn.tunnel_id()));
+        if let (Some(bgp), Some(peer)) = (&self.bgp, conn.peer) {
+            bgp.remove_peer(peer);
+        }
+        if let Some(g) = self.groups.get_mut(conn.group) {
+            let _ = g.commands.send(IkeCommand::RemoveConnection(conn.ike));
+            // The driver answers in order, after it has sent what the
+            // removal produced: the DELETE is out before anything blocks.
+            let (tx, rx) = oneshot::channel();
+            if g.commands.send(IkeCommand::Status(tx)).is_ok() {
+                let _ = rx.await;
+            }
+            // Blocks until the datapath threads let go of the TUN device
+            // (at most one poll interval, 100 ms).
+            g.datapath.remove_tunnel(conn.ike.0);
+        }
+        info!(connection = %conn.cfg.name, "connection removed");
     }
-    Ok(routes)
-}
 
-/// What the daemon tracks between events.
-struct State {
-    /// Commands to the IKE endpoint.
-    ike_commands: mpsc::UnboundedSender<IkeCommand>,
-    /// Each connection's current child SA traffic.
-    sa_counters: Vec<Option<Arc<SaCounters>>>,
-    names: Vec<String>,
-    datapath: Datapath,
-    routes: RouteHandle,
-    /// Each connection's installed child SA: (inbound SPI, outbound SPI).
-    children: Vec<Option<(u32, u32)>>,
-    /// Each connection's anti-replay window size.
-    replay_windows: Vec<u64>,
-    /// The BGP speaker, if any connection runs BGP.
-    bgp: Option<BgpHandle>,
-    /// Each connection's BGP peer.
-    peer_of_conn: Vec<Option<PeerId>>,
-}
+    /// Sets the static routes from the live connections: a prefix several
+    /// connections carry is one ECMP route through all of their tunnels
+    /// (active-active); the kernel uses those that are up.
+    fn sync_statics(&mut self) {
+        let mut now: BTreeMap<IpNet, Vec<TunnelId>> = BTreeMap::new();
+        for c in self.conns.iter().flatten() {
+            if let Routing::Static(prefixes) = &c.cfg.routing {
+                for p in prefixes {
+                    now.entry(*p).or_default().push(c.tunnel_id());
+                }
+            }
+        }
+        for prefix in self.statics.keys() {
+            if !now.contains_key(prefix) {
+                let _ = self.routes.send(RouteCommand::Withdraw(*prefix));
+            }
+        }
+        for (prefix, tunnels) in &now {
+            if self.statics.get(prefix) != Some(tunnels) {
+                let _ = self
+                    .routes
+                    .send(RouteCommand::SetRoute(*prefix, tunnels.clone()));
+            }
+        }
+        self.statics = now;
+    }
 
-impl State {
-    fn on_ike_event(&mut self, e: IkeEvent) {
-        log_event(&self.names, e.conn, &e.event);
-        let conn = e.conn.0;
+    fn slot_of(&self, group: usize, ike: ConnId) -> Option<usize> {
+        self.conns
+            .iter()
+            .position(|c| c.as_ref().is_some_and(|c| c.group == group && c.ike == ike))
+    }
+
+    fn on_ike_event(&mut self, group: usize, e: IkeEvent) {
+        let Some(slot) = self.slot_of(group, e.conn) else {
+            // A removed connection's SAs closing: its tunnel is gone already.
+            return;
+        };
+        let name = self.name(slot).to_string();
+        let span = info_span!("connection", name = %name);
+        let _enter = span.enter();
+        let sa_span = e.ike_sa.map(|(i, r)| {
+            info_span!(
+                "ike_sa",
+                spi_i = %format_args!("{:016x}", u64::from_be_bytes(i.0)),
+                spi_r = %format_args!("{:016x}", u64::from_be_bytes(r.0))
+            )
+        });
+        let _sa = sa_span.as_ref().map(tracing::Span::enter);
+        log_event(&e.event);
         match e.event {
-            Event::ChildInstalled(child) => self.install(conn, &child, e.peer, None),
+            Event::ChildInstalled(child) => self.install(slot, &child, e.peer, None),
             Event::ChildDeleted { spi_in, spi_out } => {
-                self.datapath.remove(conn, spi_in, spi_out);
-                if self.children.get(conn).copied().flatten() == Some((spi_in, spi_out)) {
-                    self.tunnel_state(conn, false);
-                    if let Some(slot) = self.children.get_mut(conn) {
-                        *slot = None;
-                    }
-                    if let Some(slot) = self.sa_counters.get_mut(conn) {
-                        *slot = None;
-                    }
+                if let Some((c, g)) = self.conn_group(slot) {
+                    g.datapath.remove(c.ike.0, spi_in, spi_out);
+                }
+                let current = self
+                    .conns
+                    .get(slot)
+                    .and_then(Option::as_ref)
+                    .and_then(|c| c.child);
+                if current == Some((spi_in, spi_out)) {
+                    self.tunnel_state(slot, false);
                 }
             }
             // Make before break: the new inbound SA is installed at once and
@@ -362,26 +600,34 @@ impl State {
                 new,
                 delay_outbound,
                 ..
-            } => self.install(conn, &new, e.peer, Some(delay_outbound)),
+            } => self.install(slot, &new, e.peer, Some(delay_outbound)),
             Event::Established(_) | Event::IkeRekeyed { .. } | Event::Closed(_) => {}
         }
+    }
+
+    fn name(&self, slot: usize) -> &str {
+        self.conns
+            .get(slot)
+            .and_then(Option::as_ref)
+            .map_or("?", |c| c.cfg.name.as_str())
+    }
+
+    fn conn_group(&self, slot: usize) -> Option<(&Conn, &Group)> {
+        let c = self.conns.get(slot)?.as_ref()?;
+        Some((c, self.groups.get(c.group)?))
     }
 
     /// Installs a child SA: the first of a tunnel (`rekey` None, which
     /// brings the tunnel up) or the successor of a rekey (`Some(staged)`).
     fn install(
         &mut self,
-        conn: usize,
+        slot: usize,
         child: &ChildSa,
-        peer: Option<std::net::SocketAddr>,
+        peer: Option<SocketAddr>,
         rekey: Option<bool>,
     ) {
-        let name = self.names.get(conn).map_or("?", String::as_str);
         let Some(mut peer) = peer else {
-            warn!(
-                connection = name,
-                "child SA without a peer address; not installed"
-            );
+            warn!("child SA without a peer address; not installed");
             return;
         };
         if child.udp_encap {
@@ -389,43 +635,45 @@ impl State {
                 peer.set_port(NATT_PORT);
             }
         } else {
-            warn!(connection = name, "the peer negotiated ESP without UDP encapsulation, which this datapath cannot send");
+            warn!("the peer negotiated ESP without UDP encapsulation, which this datapath cannot send");
         }
+        let Some((c, g)) = self.conn_group(slot) else {
+            return;
+        };
         let esn = child.algorithms.esn == Esn::On;
-        let window = self.replay_windows.get(conn).copied().unwrap_or(1024);
+        let window = u64::from(c.cfg.replay_window);
         let inbound = InboundSa::with_replay_window(child.spi_in, esn, window, &child.keys_in);
         let outbound = OutboundSa::new(child.spi_out, esn, &child.keys_out);
-        match (inbound, outbound) {
-            (Ok(i), Ok(o)) => {
-                let counters = Arc::new(SaCounters::default());
-                if let Some(slot) = self.sa_counters.get_mut(conn) {
-                    *slot = Some(Arc::clone(&counters));
-                }
-                match rekey {
-                    Some(true) => self.datapath.install_staged(conn, i, o, peer, &counters),
-                    Some(false) | None => self.datapath.install(conn, i, o, peer, &counters),
-                }
-                if let Some(slot) = self.children.get_mut(conn) {
-                    *slot = Some((child.spi_in, child.spi_out));
-                }
-                if rekey.is_none() {
-                    self.tunnel_state(conn, true);
-                }
-            }
+        let (i, o) = match (inbound, outbound) {
+            (Ok(i), Ok(o)) => (i, o),
             (Err(e), _) | (_, Err(e)) => {
-                warn!(connection = name, "cannot install the child SA: {e}")
+                warn!("cannot install the child SA: {e}");
+                return;
             }
+        };
+        let counters = Arc::new(SaCounters::default());
+        let dp = c.ike.0;
+        match rekey {
+            Some(true) => g.datapath.install_staged(dp, i, o, peer, &counters),
+            Some(false) | None => g.datapath.install(dp, i, o, peer, &counters),
+        }
+        if let Some(Some(c)) = self.conns.get_mut(slot) {
+            c.sa_counters = Some(counters);
+            c.child = Some((child.spi_in, child.spi_out));
+        }
+        if rekey.is_none() {
+            self.tunnel_state(slot, true);
         }
     }
 
     /// Tells IKE how many bytes each current child SA has carried.
     fn report_bytes(&self) {
-        for (i, c) in self.sa_counters.iter().enumerate() {
-            if let Some(c) = c {
-                let _ = self.ike_commands.send(IkeCommand::ChildBytes {
-                    conn: vpngw_tunnel::ike::endpoint::ConnId(i),
-                    bytes: c.bytes(),
-                    packets: c.packets(),
+        for c in self.conns.iter().flatten() {
+            if let (Some(counters), Some(g)) = (&c.sa_counters, self.groups.get(c.group)) {
+                let _ = g.commands.send(IkeCommand::ChildBytes {
+                    conn: c.ike,
+                    bytes: counters.bytes(),
+                    packets: counters.packets(),
                 });
             }
         }
@@ -433,8 +681,11 @@ impl State {
 
     fn on_bgp_event(&mut self, event: BgpEvent) {
         let tunnel_of = |peer: PeerId| -> Option<TunnelId> {
-            let conn = self.peer_of_conn.iter().position(|p| *p == Some(peer))?;
-            self.names.get(conn).map(|n| TunnelId(n.clone()))
+            self.conns
+                .iter()
+                .flatten()
+                .find(|c| c.peer == Some(peer))
+                .map(Conn::tunnel_id)
         };
         match event {
             BgpEvent::PeerUp {
@@ -443,7 +694,9 @@ impl State {
                 hold_time,
                 ..
             } => {
-                info!(peer = %name, %router_id, hold_time, "BGP session established")
+                let span = info_span!("bgp_peer", name = %name);
+                let _enter = span.enter();
+                info!(%router_id, hold_time, "BGP session established");
             }
             BgpEvent::PeerDown {
                 name,
@@ -451,7 +704,9 @@ impl State {
                 was_established,
                 ..
             } => {
-                warn!(peer = %name, was_established, "BGP session down: {reason}")
+                let span = info_span!("bgp_peer", name = %name);
+                let _enter = span.enter();
+                warn!(was_established, "BGP session down: {reason}");
             }
             BgpEvent::BestPath {
                 prefix, next_hops, ..
@@ -468,19 +723,37 @@ impl State {
                 info!(%prefix, "BGP route withdrawn");
                 let _ = self.routes.send(RouteCommand::Withdraw(prefix));
             }
-            other @ (BgpEvent::Refused { .. } | BgpEvent::HeldBack { .. }) => {
-                info!(event = ?other, "BGP policy")
+            BgpEvent::Refused { peer, routes } => {
+                let name = self.peer_name(peer);
+                for (prefix, why) in routes {
+                    info!(peer = %name, %prefix, "BGP route refused: {why}");
+                }
+            }
+            BgpEvent::HeldBack { peer, routes } => {
+                let name = self.peer_name(peer);
+                for (prefix, why) in routes {
+                    info!(peer = %name, %prefix, "BGP route not advertised: {why}");
+                }
             }
         }
     }
 
-    /// The tunnel's link and routes follow its child SA.
-    fn tunnel_state(&self, conn: usize, up: bool) {
-        let name = self.names.get(conn).map_or("?", String::as_str);
-        if let Some(tun) = self.datapath.tun(conn) {
+    fn peer_name(&self, peer: PeerId) -> String {
+        self.conns
+            .iter()
+            .flatten()
+            .find(|c| c.peer == Some(peer))
+            .map_or_else(|| format!("peer {}", peer.0), |c| c.cfg.name.clone())
+    }
+
+    /// The tunnel's link, routes and BGP session follow its child SA.
+    fn tunnel_state(&mut self, slot: usize, up: bool) {
+        let Some((c, g)) = self.conn_group(slot) else {
+            return;
+        };
+        if let Some(tun) = g.datapath.tun(c.ike.0) {
             if let Err(e) = tun.set_up(up) {
                 warn!(
-                    connection = name,
                     "cannot set {} {}: {e}",
                     tun.name(),
                     if up { "up" } else { "down" }
@@ -489,57 +762,232 @@ impl State {
         }
         let _ = self
             .routes
-            .send(RouteCommand::SetTunnelUp(TunnelId(name.to_string()), up));
+            .send(RouteCommand::SetTunnelUp(c.tunnel_id(), up));
         // The BGP session across the tunnel follows it: closed at once when
         // the tunnel goes down, instead of waiting for the hold timer.
-        if let (Some(bgp), Some(Some(peer))) = (&self.bgp, self.peer_of_conn.get(conn)) {
+        if let (Some(bgp), Some(peer)) = (&self.bgp, c.peer) {
             if up {
-                bgp.start_peer(*peer);
+                bgp.start_peer(peer);
             } else {
-                bgp.stop_peer(*peer, StopReason::TransportDown);
+                bgp.stop_peer(peer, StopReason::TransportDown);
             }
         }
+        if let Some(Some(c)) = self.conns.get_mut(slot) {
+            if up {
+                c.up_since = Some(Instant::now());
+            } else {
+                c.up_since = None;
+                c.child = None;
+                c.sa_counters = None;
+            }
+        }
+        info!(up, "tunnel {}", if up { "up" } else { "down" });
+    }
+
+    async fn on_request(&mut self, incoming: Incoming) {
+        let reply = match incoming.request {
+            Request::Reload => match self.reload().await {
+                Ok(report) => ok(&report),
+                Err(e) => Reply::Error(e),
+            },
+            Request::Rekey { connection, ike } => self.rekey(&connection, ike),
+            request @ (Request::Status | Request::Sas | Request::Bgp | Request::Routes { .. }) => {
+                // Gathered on another task: the IKE driver counts on this
+                // loop to install SAs promptly.
+                let view = report::Gather::new(self);
+                tokio::spawn(async move {
+                    let _ = incoming.reply.send(view.answer(request).await);
+                });
+                return;
+            }
+        };
+        let _ = incoming.reply.send(reply);
+    }
+
+    fn rekey(&self, name: &str, ike: bool) -> Reply {
+        let Some(c) = self.conns.iter().flatten().find(|c| c.cfg.name == name) else {
+            return Reply::Error(format!("no connection named {name}"));
+        };
+        let Some(g) = self.groups.get(c.group) else {
+            return Reply::Error("internal: connection without its group".into());
+        };
+        let command = if ike {
+            IkeCommand::RekeyIke(c.ike)
+        } else {
+            IkeCommand::RekeyChild(c.ike)
+        };
+        let _ = g.commands.send(command);
+        ok(&format!(
+            "{} rekey of {name} started",
+            if ike { "IKE SA" } else { "child SA" }
+        ))
+    }
+
+    /// Reads the configuration file again and applies the difference:
+    /// removed connections are deleted, new ones started, changed ones
+    /// restarted; unchanged ones keep their SAs and BGP sessions. Nothing is
+    /// applied when the file is invalid or changes what only a restart can.
+    pub(crate) async fn reload(&mut self) -> Result<ReloadReport, String> {
+        let new = config::load(&self.file).map_err(|e| e.to_string())?;
+        let old = &self.gateway;
+        let mut restart_only = Vec::new();
+        if new.gateway.asn != old.asn {
+            restart_only.push("gateway.asn");
+        }
+        if new.gateway.router_id != old.router_id {
+            restart_only.push("gateway.router_id");
+        }
+        if new.gateway.kernel_table != old.kernel_table {
+            restart_only.push("gateway.kernel_table");
+        }
+        if new.gateway.ecmp != old.ecmp {
+            restart_only.push("gateway.ecmp");
+        }
+        if new.gateway.control_socket != old.control_socket {
+            restart_only.push("gateway.control_socket");
+        }
+        if new.gateway.metrics_listen != old.metrics_listen {
+            restart_only.push("gateway.metrics_listen");
+        }
+        if !restart_only.is_empty() {
+            return Err(format!(
+                "{}: nothing applied: {} changed, which takes a restart (systemctl restart vpngw)",
+                self.file.display(),
+                restart_only.join(", ")
+            ));
+        }
+        let mut report = ReloadReport::default();
+        if new.gateway.local_prefixes != self.gateway.local_prefixes {
+            report.gateway.push(format!(
+                "local_prefixes: {:?} -> {:?}",
+                self.gateway.local_prefixes, new.gateway.local_prefixes
+            ));
+            if let Some(bgp) = &self.bgp {
+                bgp.set_local_prefixes(new.gateway.local_prefixes.clone());
+            }
+        }
+        self.gateway = new.gateway;
+
+        let mut incoming: Vec<Connection> = Vec::new();
+        let mut keep = std::collections::HashSet::new();
+        for c in new.connections {
+            match self
+                .conns
+                .iter()
+                .position(|s| s.as_ref().is_some_and(|s| s.cfg.name == c.name))
+            {
+                Some(slot)
+                    if self
+                        .conns
+                        .get(slot)
+                        .and_then(Option::as_ref)
+                        .is_some_and(|s| s.cfg == c) =>
+                {
+                    report.unchanged.push(c.name.clone());
+                    keep.insert(slot);
+                }
+                Some(_) => {
+                    report.changed.push(c.name.clone());
+                    incoming.push(c);
+                }
+                None => {
+                    report.added.push(c.name.clone());
+                    incoming.push(c);
+                }
+            }
+        }
+        for slot in 0..self.conns.len() {
+            if keep.contains(&slot) {
+                continue;
+            }
+            let name = match self.conns.get(slot).and_then(Option::as_ref) {
+                Some(c) => c.cfg.name.clone(),
+                None => continue,
+            };
+            if !report.changed.contains(&name) {
+                report.removed.push(name);
+            }
+            self.remove_connection(slot).await;
+        }
+        let mut failed = Vec::new();
+        for c in incoming {
+            let name = c.name.clone();
+            if let Err(e) = self.add_connection(c, None).await {
+                warn!(connection = %name, "cannot start: {e}");
+                failed.push(format!("{name}: {e}"));
+            }
+        }
+        self.sync_statics();
         info!(
-            connection = name,
-            up,
-            "tunnel {}",
-            if up { "up" } else { "down" }
+            added = ?report.added,
+            removed = ?report.removed,
+            changed = ?report.changed,
+            unchanged = report.unchanged.len(),
+            "configuration reloaded"
         );
+        if failed.is_empty() {
+            Ok(report)
+        } else {
+            Err(format!(
+                "reloaded, but these connections could not start: {}",
+                failed.join("; ")
+            ))
+        }
     }
 
     async fn shutdown(self) {
+        info!("stopping: deleting SAs");
         if let Some(bgp) = &self.bgp {
             bgp.shutdown();
         }
-        for (i, name) in self.names.iter().enumerate() {
-            if let Some(c) = self.datapath.counters(i) {
-                info!(connection = %name, counters = ?c, "datapath counters");
+        for c in self.conns.iter().flatten() {
+            if let Some(counters) = self
+                .groups
+                .get(c.group)
+                .and_then(|g| g.datapath.counters(c.ike.0))
+            {
+                info!(connection = %c.cfg.name, counters = ?counters, "datapath counters");
             }
         }
-        let (unknown_spi, malformed, ike) = self.datapath.global_counters();
-        info!(unknown_spi, malformed, ike, "port 4500 counters");
+        for g in &self.groups {
+            let _ = g.stop.send(true);
+        }
+        for g in self.groups {
+            match g.driver.await {
+                Ok(Ok(counters)) => info!(local = %g.local, ?counters, "IKE stopped"),
+                Ok(Err(e)) => warn!("IKE driver failed: {e}"),
+                Err(e) => warn!("IKE driver task failed: {e}"),
+            }
+            let (unknown_spi, malformed, ike) = g.datapath.global_counters();
+            info!(local = %g.local, unknown_spi, malformed, ike, "port 4500 counters");
+            g.datapath.stop();
+        }
         let routes = self.routes;
         let _ = tokio::task::spawn_blocking(move || routes.stop(false)).await;
-        self.datapath.stop();
     }
 }
 
-fn log_event(names: &[String], conn: vpngw_tunnel::ike::endpoint::ConnId, event: &Event) {
-    let name = names.get(conn.0).map_or("?", String::as_str);
+/// A successful reply carrying `value`.
+pub(crate) fn ok(value: &impl serde::Serialize) -> Reply {
+    match serde_json::to_value(value) {
+        Ok(v) => Reply::Ok(v),
+        Err(e) => Reply::Error(format!("internal: cannot encode the report: {e}")),
+    }
+}
+
+fn log_event(event: &Event) {
     match event {
         Event::Established(algs) => {
-            info!(connection = name, algorithms = ?algs, "IKE SA established")
+            info!(algorithms = %report::ike_algorithms(algs), "IKE SA established")
         }
         Event::ChildInstalled(child) => info!(
-            connection = name,
             spi_in = %format_args!("{:08x}", child.spi_in),
             spi_out = %format_args!("{:08x}", child.spi_out),
-            algorithms = ?child.algorithms,
+            algorithms = %report::esp_algorithms(&child.algorithms),
             udp_encap = child.udp_encap,
             "child SA installed"
         ),
         Event::ChildDeleted { spi_in, spi_out } => info!(
-            connection = name,
             spi_in = %format_args!("{spi_in:08x}"),
             spi_out = %format_args!("{spi_out:08x}"),
             "child SA deleted"
@@ -550,18 +998,17 @@ fn log_event(names: &[String], conn: vpngw_tunnel::ike::endpoint::ConnId, event:
             new,
             delay_outbound,
         } => info!(
-            connection = name,
             outbound_switch = if *delay_outbound { "at the peer's first packet" } else { "now" },
             old_spi_in = %format_args!("{old_spi_in:08x}"),
             old_spi_out = %format_args!("{old_spi_out:08x}"),
             spi_in = %format_args!("{:08x}", new.spi_in),
             spi_out = %format_args!("{:08x}", new.spi_out),
-            algorithms = ?new.algorithms,
+            algorithms = %report::esp_algorithms(&new.algorithms),
             "child SA rekeyed"
         ),
         Event::IkeRekeyed { spi_i, spi_r } => {
-            info!(connection = name, spi_i = ?spi_i, spi_r = ?spi_r, "IKE SA rekeyed")
+            info!(spi_i = ?spi_i, spi_r = ?spi_r, "IKE SA rekeyed")
         }
-        Event::Closed(reason) => warn!(connection = name, "IKE SA closed: {reason}"),
+        Event::Closed(reason) => warn!("IKE SA closed: {reason}"),
     }
 }

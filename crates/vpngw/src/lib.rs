@@ -1,12 +1,12 @@
-//! The vpngw daemon as a library: configuration, wiring of the tunnel, BGP
-//! and route drivers, the control socket. The `vpngw` binary is a thin CLI
-//! over it; the netns tests use it too.
-//!
-//! The daemon composes the three driver crates — tunnels (`vpngw-tunnel`),
-//! BGP (`vpngw-bgp`) and kernel routes (`vpngw-routes`) — passing their
-//! events and commands between them. It owns the clock, the timers, the
-//! signals, the config and the control socket.
+//! vpngw: a route-based IPsec site-to-site VPN gateway with an integrated
+//! BGP speaker. This crate is the daemon and its command line: the
+//! configuration, the wiring of the tunnel, BGP and route crates, the
+//! control socket and the demo.
 
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod demo;
+pub mod metrics;
+mod report;
+pub mod show;

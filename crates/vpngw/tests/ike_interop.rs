@@ -47,6 +47,7 @@ fn vpngw_config(
         &format!(
             r#"[gateway]
 local_prefixes = ["10.1.0.0/24"]
+control_socket = "{sock}"
 
 [[connection]]
 name = "peer"
@@ -59,7 +60,8 @@ esp_proposals = ["{esp}"]
 static_routes = ["10.2.0.0/24"]
 {extra}
 "#,
-            psk = psk_path.display()
+            psk = psk_path.display(),
+            sock = dir.join("vpngw.sock").display()
         ),
     )
 }

@@ -98,6 +98,7 @@ impl Lab {
             &format!(
                 r#"[gateway]
 local_prefixes = ["{my_lan}"]
+control_socket = "{sock}"
 
 [[connection]]
 name = "{peer_name}"
@@ -118,6 +119,7 @@ static_routes = ["{peer_lan}"]
                 me_tunnel = me.tunnel,
                 peer_tunnel = peer.tunnel,
                 peer_lan = peer.lan,
+                sock = self.dir.join(&format!("{}.sock", me.name)).display(),
             ),
         );
         let ns = if me.name == A.name {
