@@ -225,7 +225,12 @@ fn tunnels_are_added_and_removed_while_running() {
     assert!(lab.dp.tun(3).is_none() && lab.dp.counters(3).is_none());
     let mut p5 = install(&lab.dp, 5, 0, l5, r5, peer_addr);
     assert!(lab.works(&mut p5), "a tunnel added at runtime works");
-    let c5 = lab.dp.counters(5).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    let mut c5 = lab.dp.counters(5).unwrap();
+    while c5.rx_packets == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        c5 = lab.dp.counters(5).unwrap();
+    }
     assert!(c5.rx_packets >= 1 && c5.tx_packets >= 1, "{c5:?}");
 
     // An index in use is refused (and the refused device goes away).
@@ -244,7 +249,14 @@ fn tunnels_are_added_and_removed_while_running() {
     assert_eq!(lab.dp.tunnels(), vec![0]);
     assert!(lab.unknown_spi(&mut p5), "its inbound SA is gone");
     assert!(lab.works(&mut p0), "the other tunnel still works");
-    let c0_after = lab.dp.counters(0).unwrap();
+    // The receive thread counts a packet after writing it to the TUN
+    // device: the application may see it first.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    let mut c0_after = lab.dp.counters(0).unwrap();
+    while c0_after.rx_packets <= c0.rx_packets && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        c0_after = lab.dp.counters(0).unwrap();
+    }
     assert!(c0_after.rx_packets > c0.rx_packets, "{c0_after:?}");
     lab.dp.remove_tunnel(5); // again: nothing
                              // SA commands for a connection without a tunnel are ignored.

@@ -118,7 +118,9 @@ pub(super) fn new_ke(group: DhGroup, rng: &mut dyn Random) -> Option<KeyExchange
     })
 }
 
-/// NAT_DETECTION_*_IP data: SHA-1(SPIi | SPIr | IP | port) (§2.23).
+/// NAT_DETECTION_*_IP data: SHA-1(SPIi | SPIr | IP | port) (§2.23), over
+/// the SPIs in the header of the message that carries the notify: SPIr is
+/// zero in the initiator's IKE_SA_INIT request, set in the response.
 fn nat_hash(header: &Header, addr: SocketAddr) -> Vec<u8> {
     let mut ctx = digest::Context::new(&digest::SHA1_FOR_LEGACY_USE_ONLY);
     ctx.update(&header.spi_i.0);
@@ -149,7 +151,9 @@ fn nat_notifies(sa: &IkeSa, header: &Header, rng: &mut dyn Random) -> [Payload; 
 }
 
 /// Whether the peer's NAT detection notifies show a NAT between us (or it
-/// claims one, as a forced-encapsulation peer does).
+/// claims one, as a forced-encapsulation peer does). `header` is the
+/// header of the message the notifies came in (the peer hashed its SPIs),
+/// `from` the address it came from.
 fn nat_detected(sa: &IkeSa, header: &Header, payloads: &[Payload], from: SocketAddr) -> bool {
     let sources: Vec<&[u8]> = notifies(payloads)
         .filter(|n| n.notify_type == NotifyType::NAT_DETECTION_SOURCE_IP)
@@ -402,7 +406,8 @@ pub(super) fn handle_init_request(
         flags: Flags::RESPONSE,
         message_id: 0,
     };
-    let nat = nat_detected(sa, &header, &message.payloads, sa.remote);
+    // The initiator hashed the SPIs of its request (SPIr zero), not ours.
+    let nat = nat_detected(sa, &message.header, &message.payloads, sa.remote);
     let mut payloads = vec![
         Payload::Sa(vec![Proposal {
             proposal_num,
@@ -602,11 +607,8 @@ pub(super) fn handle_init_response(
     setup.init_response = datagram.to_vec();
     let ni = setup.ni.clone();
     sa.spi_r = header.spi_r;
-    let full_header = Header {
-        spi_r: header.spi_r,
-        ..message.header
-    };
-    let nat = nat_detected(sa, &full_header, &message.payloads, sa.remote);
+    // The responder hashed the SPIs of its response: both of them.
+    let nat = nat_detected(sa, &message.header, &message.payloads, sa.remote);
     install_ike_keys(sa, &algs, &shared, &ni, &nr)?;
     sa.request = None;
     sa.last_heard = now;

@@ -1,6 +1,6 @@
 //! Two IKE cores talking in memory: simulated clock, loss, duplication.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use zeroize::Zeroizing;
@@ -97,6 +97,67 @@ struct Net {
     log: Vec<(bool, Vec<u8>)>,
     /// NAT keepalives sent: (from initiator?, when).
     keepalives: Vec<(bool, Instant)>,
+    /// The addresses of every datagram sent, as its sender put them:
+    /// (from initiator?, local, remote).
+    addrs: Vec<(bool, SocketAddr, SocketAddr)>,
+    /// A NAT in front of the initiator (it rewrites the source of what
+    /// the initiator sends), if any.
+    i_nat: Option<Nat>,
+    /// A NAT in front of the responder (port forwarding: it rewrites the
+    /// destination of what the initiator sends), if any.
+    r_nat: Option<Nat>,
+}
+
+/// A NAT: address and port mappings between an inside and an outside
+/// address. What leaves from an unmapped inside address gets a new port
+/// on `public`; what arrives for an unmapped outside address is dropped.
+struct Nat {
+    public: IpAddr,
+    /// (inside, outside).
+    mappings: Vec<(SocketAddr, SocketAddr)>,
+}
+
+impl Nat {
+    fn new(public: &str) -> Nat {
+        Nat {
+            public: public.parse().unwrap(),
+            mappings: Vec::new(),
+        }
+    }
+
+    /// Static mappings (port forwarding): (inside, outside).
+    fn forwarding(public: &str, mappings: &[(&str, &str)]) -> Nat {
+        let mut nat = Nat::new(public);
+        nat.mappings = mappings.iter().map(|(i, o)| (addr(i), addr(o))).collect();
+        nat
+    }
+
+    /// The outside address of what leaves from `inside`.
+    fn outbound(&mut self, inside: SocketAddr) -> SocketAddr {
+        if let Some((_, outside)) = self.mappings.iter().find(|(i, _)| *i == inside) {
+            return *outside;
+        }
+        let port = 40500 + u16::try_from(self.mappings.len()).unwrap();
+        let outside = SocketAddr::new(self.public, port);
+        self.mappings.push((inside, outside));
+        outside
+    }
+
+    /// The inside address of what arrives for `outside`, if mapped.
+    fn inbound(&self, outside: SocketAddr) -> Option<SocketAddr> {
+        self.mappings
+            .iter()
+            .find(|(_, o)| *o == outside)
+            .map(|(i, _)| *i)
+    }
+}
+
+fn outbound(nat: &mut Option<Nat>, inside: SocketAddr) -> SocketAddr {
+    nat.as_mut().map_or(inside, |n| n.outbound(inside))
+}
+
+fn inbound(nat: &Option<Nat>, outside: SocketAddr) -> Option<SocketAddr> {
+    nat.as_ref().map_or(Some(outside), |n| n.inbound(outside))
 }
 
 impl Net {
@@ -120,6 +181,9 @@ impl Net {
             events_r: Vec::new(),
             log: Vec::new(),
             keepalives: Vec::new(),
+            addrs: Vec::new(),
+            i_nat: None,
+            r_nat: None,
         };
         net.collect();
         net
@@ -131,6 +195,7 @@ impl Net {
             match o {
                 Output::Transmit(t) => {
                     self.log.push((true, t.data.clone()));
+                    self.addrs.push((true, t.local, t.remote));
                     self.wire.push((true, t));
                 }
                 Output::NatKeepalive { .. } => self.keepalives.push((true, self.now)),
@@ -142,6 +207,7 @@ impl Net {
                 match o {
                     Output::Transmit(t) => {
                         self.log.push((false, t.data.clone()));
+                        self.addrs.push((false, t.local, t.remote));
                         self.wire.push((false, t));
                     }
                     Output::NatKeepalive { .. } => self.keepalives.push((false, self.now)),
@@ -158,6 +224,22 @@ impl Net {
             if drop(to_r, &t.data) {
                 continue;
             }
+            // Through the NATs, if any: the source and destination as the
+            // receiver sees them. A NAT drops what it has no mapping for.
+            let (from, to) = if to_r {
+                (
+                    outbound(&mut self.i_nat, t.local),
+                    inbound(&self.r_nat, t.remote),
+                )
+            } else {
+                (
+                    outbound(&mut self.r_nat, t.local),
+                    inbound(&self.i_nat, t.remote),
+                )
+            };
+            let Some(to) = to else {
+                continue;
+            };
             if to_r {
                 // Like an endpoint: a closed responder keeps nothing, so a
                 // new IKE_SA_INIT request creates a new one.
@@ -166,13 +248,13 @@ impl Net {
                 });
                 match &mut self.r {
                     Some(r) if !(r.is_closed() && is_init) => {
-                        r.handle(self.now, t.local, &t.data, &mut self.rng_r)
+                        r.handle(self.now, from, &t.data, &mut self.rng_r)
                     }
                     Some(_) | None => {
                         self.r = Some(IkeSa::respond(
                             self.r_cfg.clone(),
-                            t.remote,
-                            t.local,
+                            to,
+                            from,
                             &t.data,
                             self.now,
                             &mut self.rng_r,
@@ -180,7 +262,7 @@ impl Net {
                     }
                 }
             } else {
-                self.i.handle(self.now, t.local, &t.data, &mut self.rng_i);
+                self.i.handle(self.now, from, &t.data, &mut self.rng_i);
             }
         }
         self.collect();
@@ -278,6 +360,11 @@ fn establish(ike: &str, esp: &str) -> Net {
     let (ic, rc) = pair_configs(ike, esp);
     let mut net = Net::new(ic, rc);
     net.run(Duration::from_secs(5), never);
+    assert_established(&net);
+    net
+}
+
+fn assert_established(net: &Net) {
     assert_eq!(
         net.i.phase(),
         Phase::Established,
@@ -290,7 +377,6 @@ fn establish(ike: &str, esp: &str) -> Net {
         "responder: {:?}",
         closed(&net.events_r)
     );
-    net
 }
 
 #[test]
@@ -1367,4 +1453,129 @@ fn the_hard_byte_lifetime_ends_the_sa() {
         closed(&net.events_i),
         Some(&CloseReason::LifetimeExpired { sa: "child" })
     );
+}
+
+/// Configurations with `force_encap` as given for each end.
+fn encap_configs(force_i: bool, force_r: bool) -> (SaConfig, SaConfig) {
+    let (mut ic, mut rc) = pair_configs(IKE, "aes256gcm16");
+    ic.force_encap = force_i;
+    rc.force_encap = force_r;
+    (ic, rc)
+}
+
+/// Both ends agree that there is a NAT: IKE moved to port 4500 after
+/// IKE_SA_INIT, and ESP runs in UDP.
+fn assert_both_on_natt(net: &Net) {
+    let (i, r) = (net.i.status(), net.r().status());
+    assert!(i.nat, "the initiator sees a NAT");
+    assert!(r.nat, "the responder sees a NAT");
+    assert_eq!(i.local.port(), NATT_PORT);
+    assert_eq!(i.remote.port(), NATT_PORT);
+    assert_eq!(r.local.port(), NATT_PORT);
+    let (ci, cr) = (child(&net.events_i), child(&net.events_r));
+    assert!(ci.udp_encap && cr.udp_encap, "ESP must run in UDP");
+    assert_esp_works(ci, cr);
+    // IKE_SA_INIT on port 500, everything after it on 4500.
+    let (init, rest) = net.addrs.split_at(2);
+    assert!(
+        init.iter().all(|(_, l, _)| l.port() == IKE_PORT),
+        "{:?}",
+        net.addrs
+    );
+    assert!(!rest.is_empty());
+    assert!(
+        rest.iter().all(|(_, l, _)| l.port() == NATT_PORT),
+        "{:?}",
+        net.addrs
+    );
+}
+
+/// Without a NAT and without forced encapsulation, the NAT detection
+/// hashes match on both ends (§2.23: the initiator's are over the
+/// request's SPIs, SPIr zero; the responder's over the response's), so
+/// IKE stays on port 500 and ESP is not encapsulated.
+#[test]
+fn without_a_nat_ike_stays_on_port_500() {
+    let (ic, rc) = encap_configs(false, false);
+    let mut net = Net::new(ic, rc);
+    net.run(Duration::from_secs(5), never);
+    assert_established(&net);
+    let (i, r) = (net.i.status(), net.r().status());
+    assert!(!i.nat, "the initiator sees no NAT");
+    assert!(!r.nat, "the responder sees no NAT");
+    assert_eq!((i.local, i.remote), (addr(I_ADDR), addr(R_ADDR)));
+    assert_eq!((r.local, r.remote), (addr(R_ADDR), addr(I_ADDR)));
+    let (ci, cr) = (child(&net.events_i), child(&net.events_r));
+    assert!(!ci.udp_encap && !cr.udp_encap, "ESP must not run in UDP");
+    assert_esp_works(ci, cr);
+    // Liveness checks keep it up, still on port 500, with no keepalives.
+    net.run(Duration::from_secs(60), never);
+    assert_eq!(net.i.phase(), Phase::Established);
+    assert_eq!(net.r().phase(), Phase::Established);
+    assert!(exchanges(&net, ExchangeType::INFORMATIONAL) > 0);
+    assert!(net.keepalives.is_empty(), "{:?}", net.keepalives);
+    assert!(net.addrs.len() >= 4);
+    for (from_i, local, remote) in &net.addrs {
+        assert_eq!(
+            (local.port(), remote.port()),
+            (IKE_PORT, IKE_PORT),
+            "from initiator: {from_i}"
+        );
+    }
+}
+
+/// A NAT in front of the initiator: the responder sees another source
+/// than the one the initiator hashed, and the initiator learns that its
+/// address was rewritten. Both float to 4500, and the responder follows
+/// the NAT's mapping of the initiator's port 4500.
+#[test]
+fn a_nat_in_front_of_the_initiator_is_detected_by_both() {
+    let (ic, rc) = encap_configs(false, false);
+    let mut net = Net::new(ic, rc);
+    net.i_nat = Some(Nat::new("203.0.113.7"));
+    net.run(Duration::from_secs(5), never);
+    assert_established(&net);
+    assert_both_on_natt(&net);
+    let nat = net.i_nat.as_ref().unwrap();
+    let mut from_4500 = addr(I_ADDR);
+    from_4500.set_port(NATT_PORT);
+    let outside = nat.mappings.iter().find(|(i, _)| *i == from_4500);
+    assert_eq!(net.r().status().remote, outside.unwrap().1);
+    assert_eq!(net.i.status().remote, addr("198.51.100.1:4500"));
+}
+
+/// A NAT in front of the responder (port forwarding to a private
+/// address): the initiator sees the responder's source hash over another
+/// address than it sent to, the responder sees the initiator's
+/// destination hash over another address than its own.
+#[test]
+fn a_nat_in_front_of_the_responder_is_detected_by_both() {
+    let (ic, rc) = encap_configs(false, false);
+    let mut net = Net::new(ic, rc);
+    net.r_nat = Some(Nat::forwarding(
+        "198.51.100.1",
+        &[
+            ("10.1.1.1:500", "198.51.100.1:500"),
+            ("10.1.1.1:4500", "198.51.100.1:4500"),
+        ],
+    ));
+    net.run(Duration::from_secs(5), never);
+    assert_established(&net);
+    assert_both_on_natt(&net);
+    assert_eq!(net.r().status().local, addr("10.1.1.1:4500"));
+    assert_eq!(net.r().status().remote, addr("192.0.2.1:4500"));
+    assert_eq!(net.i.status().remote, addr("198.51.100.1:4500"));
+}
+
+/// With `force_encap` on either end (or both), a NAT is claimed even when
+/// there is none, and both ends use UDP encapsulation on port 4500.
+#[test]
+fn force_encap_on_either_end_claims_a_nat() {
+    for (force_i, force_r) in [(true, true), (true, false), (false, true)] {
+        let (ic, rc) = encap_configs(force_i, force_r);
+        let mut net = Net::new(ic, rc);
+        net.run(Duration::from_secs(5), never);
+        assert_established(&net);
+        assert_both_on_natt(&net);
+    }
 }
