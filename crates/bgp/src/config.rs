@@ -216,8 +216,19 @@ pub struct SpeakerConfig {
     pub local_as: u32,
     /// Our BGP identifier.
     pub router_id: Ipv4Addr,
-    /// The gateway's own ("VNet") prefixes, advertised to every peer.
+    /// The gateway's own ("VNet") prefixes, advertised to every peer; a
+    /// peer's route identical to one of them is refused
+    /// ([`ImportRefusal::OwnPrefix`](crate::policy::ImportRefusal::OwnPrefix)).
     pub local_prefixes: Vec<IpNet>,
+    /// Prefixes originated and advertised to every peer that are not the
+    /// gateway's own: a default route (0.0.0.0/0, ::/0), a summary, ... They
+    /// go out as local prefixes do (empty AS_PATH before our ASN is
+    /// prepended, ORIGIN IGP, next hop self, subject to each peer's export
+    /// rules), but a peer's identical route is accepted as any other. Our
+    /// origination still wins the decision over it: it stays in the
+    /// Adj-RIB-In without entering the Loc-RIB until the prefix is no longer
+    /// announced. A prefix also in `local_prefixes` is simply own.
+    pub announce: Vec<IpNet>,
     /// Act like this cloud towards our peers: refuse the peer ASNs it
     /// reserves.
     pub act_as: Option<Profile>,
@@ -281,6 +292,14 @@ pub enum ConfigError {
         /// The peer's name.
         peer: String,
     },
+    /// A prefix to originate with bits set past its length.
+    #[error("{list}: {prefix} has host bits set; expected {}", prefix.trunc())]
+    HostBitsSet {
+        /// The list it is in ("announce").
+        list: &'static str,
+        /// The prefix as given.
+        prefix: IpNet,
+    },
 }
 
 /// Something that works but that the operator should know about.
@@ -319,11 +338,13 @@ pub enum ConfigWarning {
         /// The cloud.
         profile: Profile,
     },
-    /// More own prefixes than the cloud accepts: some will be held back.
+    /// More prefixes to originate (own and announced) than the cloud
+    /// accepts: some will be held back.
     OwnPrefixesOverPeerCap {
         /// The peer's name.
         peer: String,
-        /// How many we have.
+        /// How many we originate (`local_prefixes` and `announce`, each
+        /// distinct prefix once).
         prefixes: usize,
         /// How many the cloud accepts.
         cap: u32,
@@ -370,8 +391,8 @@ impl fmt::Display for ConfigWarning {
                 profile,
             } => write!(
                 f,
-                "peer {peer}: {prefixes} own prefixes but {profile} accepts at most {cap}; \
-                 the rest will be held back"
+                "peer {peer}: {prefixes} own and announced prefixes but {profile} accepts \
+                 at most {cap}; the rest will be held back"
             ),
             Self::OwnPrefixNotExported { peer, prefix } => write!(
                 f,
@@ -401,10 +422,17 @@ impl SpeakerConfig {
         if self.router_id.is_unspecified() {
             return Err(ConfigError::BadRouterId);
         }
+        if let Some(prefix) = self.announce.iter().find(|p| p.trunc() != **p) {
+            return Err(ConfigError::HostBitsSet {
+                list: "announce",
+                prefix: *prefix,
+            });
+        }
         let gateway = Gateway {
             local_as: self.local_as,
             act_as: self.act_as,
             local_prefixes: &self.local_prefixes,
+            announce: &self.announce,
         };
         let mut warnings = Vec::new();
         let mut addresses = BTreeSet::new();
@@ -422,6 +450,8 @@ pub(crate) struct Gateway<'a> {
     pub(crate) local_as: u32,
     pub(crate) act_as: Option<Profile>,
     pub(crate) local_prefixes: &'a [IpNet],
+    /// Announced prefixes (may overlap `local_prefixes`).
+    pub(crate) announce: &'a [IpNet],
 }
 
 impl Gateway<'_> {
@@ -511,10 +541,16 @@ impl Gateway<'_> {
             });
         }
         let cap = profile.max_prefixes();
-        if self.local_prefixes.len() > usize::try_from(cap).unwrap_or(usize::MAX) {
+        let originated = self
+            .local_prefixes
+            .iter()
+            .chain(self.announce)
+            .collect::<BTreeSet<_>>()
+            .len();
+        if originated > usize::try_from(cap).unwrap_or(usize::MAX) {
             warnings.push(ConfigWarning::OwnPrefixesOverPeerCap {
                 peer: name(),
-                prefixes: self.local_prefixes.len(),
+                prefixes: originated,
                 cap,
                 profile,
             });

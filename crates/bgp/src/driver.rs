@@ -15,9 +15,9 @@
 //! two /32s over a tunnel needs nothing more: the peer's /32 is routed into
 //! the tunnel.
 //!
-//! Peers and own prefixes change while running through the [`Handle`]
-//! ([`Handle::add_peer`], [`Handle::remove_peer`],
-//! [`Handle::set_local_prefixes`]); the listeners follow the peers' local
+//! Peers, own and announced prefixes change while running through the
+//! [`Handle`] ([`Handle::add_peer`], [`Handle::remove_peer`],
+//! [`Handle::set_local_prefixes`], [`Handle::set_announce`]); the listeners follow the peers' local
 //! addresses (unless [`DriverConfig::listen`] fixes them), and sessions
 //! that did not change are left alone.
 
@@ -79,6 +79,7 @@ enum Command {
     ),
     RemovePeer(PeerId),
     SetLocalPrefixes(Vec<IpNet>),
+    SetAnnounce(Vec<IpNet>),
     Inspect(Inspect),
     Shutdown,
 }
@@ -127,6 +128,11 @@ impl Handle {
     /// [`Speaker::set_local_prefixes`]).
     pub fn set_local_prefixes(&self, prefixes: Vec<IpNet>) {
         let _ = self.commands.send(Command::SetLocalPrefixes(prefixes));
+    }
+
+    /// Replaces the announced prefixes (see [`Speaker::set_announce`]).
+    pub fn set_announce(&self, prefixes: Vec<IpNet>) {
+        let _ = self.commands.send(Command::SetAnnounce(prefixes));
     }
 
     /// Runs `f` on the speaker (to read RIBs and peer states); `None` if
@@ -283,6 +289,7 @@ impl Driver {
                 self.reconcile_listeners().await;
             }
             Command::SetLocalPrefixes(prefixes) => self.speaker.set_local_prefixes(now, prefixes),
+            Command::SetAnnounce(prefixes) => self.speaker.set_announce(now, prefixes),
             Command::Inspect(f) => f(&self.speaker),
             // Handled by the loop.
             Command::Shutdown => {}

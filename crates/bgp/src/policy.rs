@@ -13,7 +13,7 @@
 //! More prefixes than the peer's limit is not a per-route refusal: the
 //! speaker closes the session (Cease, "Maximum Number of Prefixes Reached").
 //!
-//! Export (a best path or one of our own prefixes, towards one peer): see
+//! Export (a best path or a prefix we originate, towards one peer): see
 //! [`ExportRefusal`]; the peer's cap (from its profile) is applied by the
 //! Adj-RIB-Out, which knows how many prefixes are already advertised.
 

@@ -366,6 +366,10 @@ pub struct Session {
     connect_retry_at: Option<Instant>,
     connect_retry_counter: u32,
     restart_at: Option<Instant>,
+    /// The pending restart is the IdleHoldTime after an error (not an
+    /// operator's stop, not a max-prefix pause): a connection from the peer
+    /// may start the session early.
+    restart_on_connection: bool,
     outputs: VecDeque<Output>,
 }
 
@@ -379,6 +383,7 @@ impl Session {
             connect_retry_at: None,
             connect_retry_counter: 0,
             restart_at: None,
+            restart_on_connection: false,
             outputs: VecDeque::new(),
         }
     }
@@ -514,6 +519,7 @@ impl Session {
         self.base = State::Idle;
         self.connect_retry_at = None;
         self.restart_at = restart_after.map(|d| now + d);
+        self.restart_on_connection = false;
         if had_connections {
             self.outputs.push_back(Output::Event(Event::Down {
                 reason: DownReason::Stopped(reason),
@@ -530,8 +536,23 @@ impl Session {
         local: SocketAddr,
         remote: SocketAddr,
     ) {
+        // Idle while an automatic restart is pending (after an error, for
+        // the IdleHoldTime): a connection from the peer starts the session
+        // at once, passively (RFC 4271's AutomaticStart with passive TCP
+        // establishment). Refusing it would let two peers whose hold timers
+        // expired together refuse each other in lock step, each coming out
+        // of its IdleHoldTime while the other is still in it.
+        if self.base == State::Idle
+            && self.connections.is_empty()
+            && self.restart_at.is_some()
+            && self.restart_on_connection
+        {
+            self.restart_at = None;
+            self.restart_on_connection = false;
+            self.base = State::Active;
+        }
         let refuse = match self.state() {
-            // Idle refuses every connection, also during the IdleHoldTime.
+            // Idle otherwise (stopped) refuses every connection.
             State::Idle => Some(None),
             // §6.8: with an Established session, the new connection loses.
             State::Established => Some(Some(Notification::cease(
@@ -899,6 +920,7 @@ impl Session {
         self.base = State::Idle;
         self.connect_retry_at = None;
         self.restart_at = Some(now + self.config.idle_hold_time);
+        self.restart_on_connection = true;
         self.outputs.push_back(Output::Event(Event::Down {
             reason,
             was_established,

@@ -12,17 +12,34 @@
 //! ```text
 //! UPDATE ─▶ Adj-RIB-In(peer) ─import policy─▶ decision ─▶ Loc-RIB ─▶ Event::BestPath / Withdrawn
 //!                                                              │
-//!                  own prefixes ─────────────────────────────▶ export policy ─▶ Adj-RIB-Out(each peer) ─▶ UPDATE
+//!       own and announced prefixes ─────────────────────────▶ export policy ─▶ Adj-RIB-Out(each peer) ─▶ UPDATE
 //! ```
 //!
 //! Routes learned from one peer reach the others with our ASN prepended
 //! (transit); a session going down removes its routes and the withdrawals
 //! go out in the same call.
 //!
-//! Peers and own prefixes may change while running (a configuration
-//! reload): [`Speaker::add_peer`], [`Speaker::remove_peer`] and
-//! [`Speaker::set_local_prefixes`] touch only what changed; the other
-//! sessions keep running.
+//! We originate two kinds of prefixes, neither of them in the Loc-RIB (they
+//! are not routes into a tunnel) and both advertised to every peer with an
+//! empty AS_PATH before export prepends our ASN, ORIGIN IGP and next hop
+//! self:
+//!
+//! - own prefixes ([`SpeakerConfig::local_prefixes`]): a peer's identical
+//!   route is refused on import ([`ImportRefusal::OwnPrefix`]);
+//! - announced prefixes ([`SpeakerConfig::announce`]: a default route, a
+//!   summary, ...): a peer's identical route is accepted into its
+//!   Adj-RIB-In, but our origination wins the decision, as a locally
+//!   originated route does in BGP: the learned route does not enter the
+//!   Loc-RIB (no [`Event::BestPath`]) and every peer, the one that sent it
+//!   included, keeps hearing our origination. Once the prefix is no longer
+//!   announced, the learned route is selected as any other. A learned
+//!   default route is never re-advertised ([`ExportRefusal::DefaultRoute`]);
+//!   an announced one is.
+//!
+//! Peers, own and announced prefixes may change while running (a
+//! configuration reload): [`Speaker::add_peer`], [`Speaker::remove_peer`],
+//! [`Speaker::set_local_prefixes`] and [`Speaker::set_announce`] touch only
+//! what changed; the other sessions keep running.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr};
@@ -225,6 +242,9 @@ pub struct Speaker {
     router_id: Ipv4Addr,
     act_as: Option<Profile>,
     policy: Policy,
+    /// Announced prefixes: originated, not own (see the module
+    /// documentation).
+    announce: BTreeSet<IpNet>,
     peers: Peers,
     store: AttributeStore,
     loc_rib: LocRib,
@@ -244,6 +264,7 @@ impl Speaker {
                 local_as: config.local_as,
                 own_prefixes: config.local_prefixes.into_iter().collect(),
             },
+            announce: config.announce.into_iter().collect(),
             peers: Peers::default(),
             store: AttributeStore::default(),
             loc_rib: LocRib::default(),
@@ -284,7 +305,8 @@ impl Speaker {
 
     /// What the configuration check had to say about the configuration in
     /// force (checked again by [`Speaker::add_peer`],
-    /// [`Speaker::remove_peer`] and [`Speaker::set_local_prefixes`]).
+    /// [`Speaker::remove_peer`], [`Speaker::set_local_prefixes`] and
+    /// [`Speaker::set_announce`]).
     pub fn warnings(&self) -> &[ConfigWarning] {
         &self.warnings
     }
@@ -327,7 +349,8 @@ impl Speaker {
     pub fn add_peer(&mut self, _now: Instant, config: PeerConfig) -> Result<PeerId, ConfigError> {
         let taken: BTreeSet<IpAddr> = self.peers.iter().map(|(_, p)| p.config.address).collect();
         let own: Vec<IpNet> = self.policy.own_prefixes.iter().copied().collect();
-        self.gateway(&own).check_peer(&config, &taken)?;
+        let announce: Vec<IpNet> = self.announce.iter().copied().collect();
+        self.gateway(&own, &announce).check_peer(&config, &taken)?;
         let peer = self.new_peer(config);
         let id = self.peers.push(peer);
         self.recheck_warnings();
@@ -365,11 +388,13 @@ impl Speaker {
 
     /// Replaces the gateway's own prefixes: new ones are advertised to the
     /// established peers, removed ones withdrawn from them (or replaced by
-    /// a learned path), and the import policy runs again over what the
-    /// peers sent: a received route identical to a new own prefix is
-    /// refused ([`ImportRefusal::OwnPrefix`]) and leaves the Loc-RIB, one
-    /// refused only for matching a prefix that is no longer ours is
-    /// accepted and may become the best path.
+    /// a learned path; still advertised if announced), and the import
+    /// policy runs again over what the peers sent: a received route
+    /// identical to a new own prefix is refused
+    /// ([`ImportRefusal::OwnPrefix`]) and leaves the Loc-RIB, one refused
+    /// only for matching a prefix that is no longer ours is accepted and
+    /// may become the best path (unless it is announced: see
+    /// [`Speaker::set_announce`]).
     pub fn set_local_prefixes(&mut self, now: Instant, prefixes: Vec<IpNet>) {
         let new: BTreeSet<IpNet> = prefixes.into_iter().collect();
         let old = std::mem::replace(&mut self.policy.own_prefixes, new);
@@ -394,6 +419,44 @@ impl Speaker {
         self.run(now);
         self.recheck_warnings();
         self.store.collect_garbage();
+    }
+
+    /// Replaces the announced prefixes ([`SpeakerConfig::announce`]; the
+    /// caller checks them as [`SpeakerConfig::validate`] does): new ones
+    /// are advertised to the established peers, removed ones withdrawn from
+    /// them, or replaced by the best learned path, which then enters the
+    /// Loc-RIB ([`Event::BestPath`]). A newly announced prefix that had a
+    /// learned best path leaves the Loc-RIB ([`Event::Withdrawn`]): our
+    /// origination wins. Import policy does not change: announced prefixes
+    /// are not own.
+    pub fn set_announce(&mut self, now: Instant, prefixes: Vec<IpNet>) {
+        let new: BTreeSet<IpNet> = prefixes.into_iter().collect();
+        let old = std::mem::replace(&mut self.announce, new);
+        let changed: BTreeSet<IpNet> = old.symmetric_difference(&self.announce).copied().collect();
+        if changed.is_empty() {
+            return;
+        }
+        self.decide(changed.iter().copied().collect());
+        // Originated prefixes are not in the Loc-RIB: export each change
+        // even where the decision did not move.
+        for prefix in &changed {
+            for q in 0..self.peers.slots() {
+                self.export(q, *prefix);
+            }
+        }
+        self.run(now);
+        self.recheck_warnings();
+        self.store.collect_garbage();
+    }
+
+    /// The announced prefixes ([`SpeakerConfig::announce`]).
+    pub fn announced(&self) -> &BTreeSet<IpNet> {
+        &self.announce
+    }
+
+    /// Whether we originate `prefix`: one of our own, or announced.
+    fn originates(&self, prefix: &IpNet) -> bool {
+        self.policy.is_own(prefix) || self.announce.contains(prefix)
     }
 
     /// Runs import policy again over peer `i`'s routes for `prefixes`
@@ -454,18 +517,20 @@ impl Speaker {
     }
 
     /// The gateway-wide settings peers are checked against.
-    fn gateway<'a>(&self, own: &'a [IpNet]) -> Gateway<'a> {
+    fn gateway<'a>(&self, own: &'a [IpNet], announce: &'a [IpNet]) -> Gateway<'a> {
         Gateway {
             local_as: self.local_as,
             act_as: self.act_as,
             local_prefixes: own,
+            announce,
         }
     }
 
     /// Recomputes the warnings for the configuration now in force.
     fn recheck_warnings(&mut self) {
         let own: Vec<IpNet> = self.policy.own_prefixes.iter().copied().collect();
-        let gateway = self.gateway(&own);
+        let announce: Vec<IpNet> = self.announce.iter().copied().collect();
+        let gateway = self.gateway(&own, &announce);
         let mut taken = BTreeSet::new();
         let mut warnings = Vec::new();
         for (_, p) in self.peers.iter() {
@@ -618,7 +683,10 @@ impl Speaker {
             router_id: negotiated.peer_router_id(),
             hold_time: negotiated.hold_time,
         }));
+        // What we originate first: it goes out before learned routes when
+        // the peer's cap is short.
         let mut prefixes: Vec<IpNet> = self.policy.own_prefixes.iter().copied().collect();
+        prefixes.extend(self.announce.difference(&self.policy.own_prefixes).copied());
         prefixes.extend(self.loc_rib.entries().keys().copied());
         for prefix in prefixes {
             self.export(i, prefix);
@@ -800,6 +868,12 @@ impl Speaker {
     }
 
     fn select(&self, prefix: &IpNet) -> Option<LocRibEntry> {
+        // Our own origination is preferred to any learned path, and is not
+        // a Loc-RIB route (own prefixes never get this far: refused on
+        // import).
+        if self.originates(prefix) {
+            return None;
+        }
         let mut routes: Vec<(Route, PathSource)> = Vec::new();
         for (i, p) in self.peers.iter() {
             let (Some(attrs), Some(negotiated)) = (p.adj_in.get(prefix), p.session.negotiated())
@@ -840,7 +914,7 @@ impl Speaker {
 
     /// Brings peer `q`'s Adj-RIB-Out up to date for `prefix`.
     fn export(&mut self, q: usize, prefix: IpNet) {
-        let desired = if self.policy.is_own(&prefix) {
+        let desired = if self.originates(&prefix) {
             Some(self.export_attributes(q, &prefix, None))
         } else {
             self.loc_rib
@@ -884,8 +958,8 @@ impl Speaker {
         }
     }
 
-    /// The attributes to advertise `prefix` with to peer `q`: our own
-    /// prefix when `route` is `None`.
+    /// The attributes to advertise `prefix` with to peer `q`: a prefix we
+    /// originate (own or announced) when `route` is `None`.
     fn export_attributes(
         &self,
         q: usize,

@@ -10,6 +10,7 @@ fn speaker(peers: Vec<PeerConfig>) -> SpeakerConfig {
         local_as: 65000,
         router_id: Ipv4Addr::new(10, 0, 0, 1),
         local_prefixes: vec!["10.1.0.0/16".parse().unwrap()],
+        announce: Vec::new(),
         act_as: None,
         peers,
     }

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod announce;
 mod config;
 mod decision;
 mod fake;

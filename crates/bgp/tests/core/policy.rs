@@ -45,6 +45,7 @@ fn lab(tune: impl FnOnce(&mut PeerConfig, &mut PeerConfig)) -> Lab {
         local_as: 65000,
         router_id: Ipv4Addr::new(10, 0, 0, 100),
         local_prefixes: vec![net("10.1.0.0/16")],
+        announce: Vec::new(),
         act_as: None,
         peers: vec![pa, pb],
     })

@@ -41,6 +41,7 @@ fn lab(own: &[&str]) -> Lab {
         local_as: 65000,
         router_id: Ipv4Addr::new(10, 0, 0, 100),
         local_prefixes: own.iter().map(|p| net(p)).collect(),
+        announce: Vec::new(),
         act_as: None,
         peers: vec![peer("a", 1, 65001), peer("b", 2, 65002)],
     })
@@ -339,6 +340,7 @@ fn net_speaker(asn: u32, id: u8, own: &str, peers: Vec<PeerConfig>) -> Speaker {
         local_as: asn,
         router_id: Ipv4Addr::new(10, 0, 0, id),
         local_prefixes: vec![net(own)],
+        announce: Vec::new(),
         act_as: None,
         peers,
     })

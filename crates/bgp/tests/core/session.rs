@@ -255,6 +255,47 @@ fn hold_timer_expiry_sends_notification_and_restarts() {
 }
 
 #[test]
+fn a_connection_during_the_idle_hold_time_starts_the_session() {
+    // Two peers whose hold timers expired together would otherwise refuse
+    // each other in lock step: each connects as it leaves its IdleHoldTime,
+    // while the other is still in it.
+    let mut t = T::new(config());
+    t.established();
+    for s in [3, 6, 9] {
+        t.at(s);
+    }
+    assert_eq!(t.s.state(), State::Idle);
+    t.now = t.t0 + Duration::from_secs(10);
+    let out = t.connect(ConnectionId(2), Direction::Inbound);
+    assert!(
+        matches!(sent(&out, ConnectionId(2))[0], Message::Open(_)),
+        "accepted and answered with an OPEN: {out:?}"
+    );
+    t.recv(ConnectionId(2), &Message::Open(open(65001, 90, PEER_ID)));
+    t.recv(ConnectionId(2), &Message::Keepalive);
+    assert_eq!(t.s.state(), State::Established);
+    // The IdleHoldTime's own restart does not come on top.
+    assert!(!t.at(11).contains(&Output::Connect));
+}
+
+#[test]
+fn a_stopped_session_still_refuses_connections() {
+    let mut t = T::new(config());
+    t.established();
+    t.input(Input::Stop {
+        reason: StopReason::Administrative,
+        restart_after: Some(Duration::from_secs(30)),
+    });
+    let out = t.connect(ConnectionId(2), Direction::Inbound);
+    assert_eq!(
+        out,
+        vec![Output::Close {
+            connection: ConnectionId(2)
+        }]
+    );
+}
+
+#[test]
 fn hold_timer_in_open_sent_is_four_minutes() {
     let mut t = T::new(config());
     t.input(Input::Start);

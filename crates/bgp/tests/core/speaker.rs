@@ -32,6 +32,7 @@ fn speaker(asn: u32, id: u8, own: &[&str], peers: Vec<PeerConfig>) -> Speaker {
         local_as: asn,
         router_id: Ipv4Addr::new(10, 0, 0, id),
         local_prefixes: own.iter().map(|p| prefix(p)).collect(),
+        announce: Vec::new(),
         act_as: None,
         peers,
     })

@@ -45,6 +45,7 @@ fn speaker(asn: u32, id: u8, own: &str) -> Speaker {
         local_as: asn,
         router_id: Ipv4Addr::new(10, 0, 0, id),
         local_prefixes: vec![net(own)],
+        announce: Vec::new(),
         act_as: None,
         peers: Vec::new(),
     })
@@ -131,6 +132,17 @@ async fn peers_added_and_removed_at_runtime() {
     )
     .await;
     wait_for(&mut b_events, "B: A's new prefix", best("172.16.2.0/24")).await;
+
+    // A announces a default route, then stops.
+    a.set_announce(vec![net("0.0.0.0/0")]);
+    wait_for(&mut b_events, "B: A's default route", best("0.0.0.0/0")).await;
+    a.set_announce(Vec::new());
+    wait_for(
+        &mut b_events,
+        "B: A's default route gone",
+        gone("0.0.0.0/0"),
+    )
+    .await;
     let b_rib = b
         .inspect(|s| s.loc_rib().entries().keys().copied().collect::<Vec<_>>())
         .await
