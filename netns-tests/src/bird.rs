@@ -24,6 +24,10 @@ pub struct BgpConfig {
     pub tunnel_if: String,
     /// Prefixes to advertise; each must be a connected route in the namespace.
     pub advertise: Vec<String>,
+    /// More prefixes to announce though nothing here routes them
+    /// (a default route, a supernet): static blackholes, kept out of the
+    /// kernel, exported to the peer.
+    pub originate: Vec<String>,
     /// BFD on the session (100 ms x 3), as REFERENCES.md measures it.
     pub bfd: bool,
     /// Keepalive time, seconds.
@@ -103,6 +107,16 @@ impl Bird {
 
 fn bird_conf(b: &BgpConfig) -> String {
     let prefixes = b.advertise.join(", ");
+    let statics: String = b
+        .originate
+        .iter()
+        .map(|p| format!("    route {p} blackhole;\n"))
+        .collect();
+    let static_protocol = if statics.is_empty() {
+        String::new()
+    } else {
+        format!("protocol static originated {{\n    ipv4;\n{statics}}}\n")
+    };
     let (bfd_protocol, bfd_on) = if b.bfd {
         (
             format!(
@@ -135,7 +149,7 @@ protocol kernel {{
     merge paths on;
 }}
 
-{bfd_protocol}
+{bfd_protocol}{static_protocol}
 protocol bgp {PEER} {{
     local {local} as {local_as};
     neighbor {peer} as {peer_as};
@@ -147,7 +161,7 @@ protocol bgp {PEER} {{
     graceful restart off;
 {bfd_on}    ipv4 {{
         import all;
-        export where source = RTS_DEVICE && net ~ [ {prefixes} ];
+        export where (source = RTS_DEVICE && net ~ [ {prefixes} ]) || source = RTS_STATIC;
     }};
 }}
 "#,

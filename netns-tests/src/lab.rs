@@ -208,6 +208,7 @@ impl StrongswanBird {
                 peer_as: spec.peer.asn,
                 tunnel_if: tunnel_if.into(),
                 advertise: vec![spec.site.lan.into()],
+                originate: Vec::new(),
                 bfd: spec.bgp.bfd,
                 keepalive: spec.bgp.keepalive,
                 hold: spec.bgp.hold,

@@ -21,10 +21,12 @@
 
 pub mod bird;
 pub mod bird_peer;
+pub mod fabric;
 pub mod lab;
 pub mod netns;
 pub mod process;
 pub mod strongswan;
+pub mod traffic;
 pub mod wait;
 pub mod workdir;
 

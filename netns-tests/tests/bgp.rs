@@ -154,6 +154,7 @@ fn our_config(peers: Vec<PeerConfig>) -> SpeakerConfig {
         local_as: OUR_AS,
         router_id: Ipv4Addr::new(10, 255, 0, 1),
         local_prefixes: vec![OWN_PREFIX.parse().unwrap(), "10.2.0.0/24".parse().unwrap()],
+        announce: Vec::new(),
         act_as: None,
         peers,
     }
