@@ -92,6 +92,8 @@ struct RawGateway {
     router_id: Option<Ipv4Addr>,
     #[serde(default)]
     local_prefixes: Vec<IpNet>,
+    #[serde(default)]
+    announce: Vec<IpNet>,
     kernel_table: Option<u32>,
     ecmp: Option<bool>,
     control_socket: Option<PathBuf>,
@@ -160,6 +162,10 @@ pub struct Gateway {
     /// The prefixes behind this gateway ("VNet" prefixes), advertised to
     /// every peer; a received route identical to one of them is refused.
     pub local_prefixes: Vec<IpNet>,
+    /// Prefixes announced to every peer that are not this gateway's own (a
+    /// default route, a summary): a peer's identical route is accepted,
+    /// though our announcement wins the best-path selection.
+    pub announce: Vec<IpNet>,
     /// Kernel routing table for learned routes (default 254, main).
     pub kernel_table: u32,
     /// Install equal paths over several tunnels as ECMP (default on).
@@ -418,12 +424,17 @@ fn gateway(cx: &Ctx<'_>, g: RawGateway, conns: &[Connection]) -> Result<Gateway,
                 )
             })?,
     };
-    for (i, p) in g.local_prefixes.iter().enumerate() {
-        if p.trunc() != *p {
-            return Err(cx.invalid(
-                format!("gateway.local_prefixes[{i}]"),
-                format!("{p} has host bits set; expected {}", p.trunc()),
-            ));
+    for (list, prefixes) in [
+        ("local_prefixes", &g.local_prefixes),
+        ("announce", &g.announce),
+    ] {
+        for (i, p) in prefixes.iter().enumerate() {
+            if p.trunc() != *p {
+                return Err(cx.invalid(
+                    format!("gateway.{list}[{i}]"),
+                    format!("{p} has host bits set; expected {}", p.trunc()),
+                ));
+            }
         }
     }
     let kernel_table = g.kernel_table.unwrap_or(254);
@@ -437,6 +448,7 @@ fn gateway(cx: &Ctx<'_>, g: RawGateway, conns: &[Connection]) -> Result<Gateway,
         asn,
         router_id,
         local_prefixes: g.local_prefixes,
+        announce: g.announce,
         kernel_table,
         ecmp: g.ecmp.unwrap_or(true),
         control_socket: g

@@ -279,6 +279,7 @@ fn start_bgp(gateway: &Gateway, connections: &[Connection]) -> std::io::Result<B
         local_as: gateway.asn,
         router_id: gateway.router_id,
         local_prefixes: gateway.local_prefixes.clone(),
+        announce: gateway.announce.clone(),
         act_as: None,
         peers,
     };
@@ -474,6 +475,7 @@ impl Daemon {
                 local_as: self.gateway.asn,
                 router_id: self.gateway.router_id,
                 local_prefixes: self.gateway.local_prefixes.clone(),
+                announce: self.gateway.announce.clone(),
                 act_as: None,
                 peers: Vec::new(),
             })
@@ -864,6 +866,15 @@ impl Daemon {
             ));
             if let Some(bgp) = &self.bgp {
                 bgp.set_local_prefixes(new.gateway.local_prefixes.clone());
+            }
+        }
+        if new.gateway.announce != self.gateway.announce {
+            report.gateway.push(format!(
+                "announce: {:?} -> {:?}",
+                self.gateway.announce, new.gateway.announce
+            ));
+            if let Some(bgp) = &self.bgp {
+                bgp.set_announce(new.gateway.announce.clone());
             }
         }
         self.gateway = new.gateway;

@@ -354,6 +354,14 @@ impl Gather {
                 format!("{prefix} is one of this gateway's own prefixes (gateway.local_prefixes): advertised to peers, never routed into a tunnel; a peer announcing it is refused"),
             ));
         }
+        if self.gateway.announce.contains(&prefix) {
+            steps.push(step(
+                "policy",
+                None,
+                false,
+                format!("{prefix} is announced by this gateway (gateway.announce): advertised to peers; a peer's route for it is accepted but our announcement is preferred, so it is not routed into a tunnel"),
+            ));
+        }
         let mut candidates = 0;
         for c in &self.conns {
             let name = Some(c.name.as_str());
@@ -476,7 +484,12 @@ impl Gather {
                         None => format!("{}: {}", s.layer, s.detail),
                     });
                 match (candidates, first_failure) {
-                    (_, Some(f)) if self.gateway.local_prefixes.contains(&prefix) => f,
+                    (_, Some(f))
+                        if self.gateway.local_prefixes.contains(&prefix)
+                            || self.gateway.announce.contains(&prefix) =>
+                    {
+                        f
+                    }
                     (0, _) => format!(
                         "no connection carries {prefix}: it is in no static_routes and no BGP peer announces it{}",
                         covered.unwrap_or_default()
