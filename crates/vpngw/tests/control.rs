@@ -319,6 +319,54 @@ fn reload_restarts_only_the_changed_connection() {
 }
 
 #[test]
+fn rekey_command_rekeys_the_child_or_the_ike_sa() {
+    let t = started();
+    let before = spis(&t, "onprem-t1");
+    let other = spis(&t, "onprem-t2");
+    let out = Command::new(VPNGW)
+        .args(["rekey", "onprem-t1", "--socket"])
+        .arg(&t.sock_a)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("child SA rekey of onprem-t1 started"));
+    let child = wait_until("a new child SA", Duration::from_secs(10), || {
+        let now = spis(&t, "onprem-t1");
+        if now[2] != before[2] {
+            Ok(now)
+        } else {
+            Err(format!("{now:?}"))
+        }
+    });
+    assert_eq!(child[..2], before[..2], "same IKE SA");
+    let out = Command::new(VPNGW)
+        .args(["rekey", "onprem-t1", "--ike", "--socket"])
+        .arg(&t.sock_a)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    wait_until("a new IKE SA", Duration::from_secs(10), || {
+        let now = spis(&t, "onprem-t1");
+        if now[0] != before[0] {
+            Ok(())
+        } else {
+            Err(format!("{now:?}"))
+        }
+    });
+    assert_eq!(
+        spis(&t, "onprem-t2"),
+        other,
+        "the other connection is untouched"
+    );
+    let err = fails(&t.sock_a, &["rekey", "nobody"]);
+    assert!(err.contains("no connection named nobody"), "{err}");
+}
+
+#[test]
 fn prometheus_endpoint_reports_tunnels_sas_and_bgp() {
     let t = started();
     // Inside site A's namespace (the endpoint listens on its loopback).

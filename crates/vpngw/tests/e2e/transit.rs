@@ -178,8 +178,23 @@ fn two_sites_reach_each_other_through_the_gateway() {
 }
 
 #[test]
-fn transit_between_two_strongswan_bird_sites() {
-    let scenario = "transit hub, spokes strongSwan + BIRD";
+fn transit_between_two_strongswan_bird_sites_vpngw_initiating() {
+    transit_with_reference_spokes(false);
+}
+
+#[test]
+fn transit_between_two_strongswan_bird_sites_vpngw_responding() {
+    transit_with_reference_spokes(true);
+}
+
+/// The hub with two strongSwan + BIRD spokes; `spokes_initiate` picks who
+/// starts IKE.
+fn transit_with_reference_spokes(spokes_initiate: bool) {
+    let scenario = if spokes_initiate {
+        "transit hub, spokes strongSwan + BIRD initiating"
+    } else {
+        "transit hub, spokes strongSwan + BIRD responding"
+    };
     let f = hub_fabric();
     let spoke = |site: &'static str,
                  local: &'static str,
@@ -196,7 +211,7 @@ fn transit_between_two_strongswan_bird_sites() {
         peer_asn: 65515,
         advertise: vec![lan.into()],
         originate: vec![],
-        initiator: false,
+        initiator: spokes_initiate,
     };
     let _p1 = OnPrem::start(
         &f,
@@ -220,7 +235,11 @@ fn transit_between_two_strongswan_bird_sites() {
             "10.3.0.0/24",
         ),
     );
-    let g = Daemon::start(&f, "g", &hub());
+    let mut hub = hub();
+    for t in &mut hub.tunnels {
+        t.initiate = !spokes_initiate;
+    }
+    let g = Daemon::start(&f, "g", &hub);
     g.wait_route("10.2.0.0/24", &["p1"]);
     g.wait_route("10.3.0.0/24", &["p2"]);
     // BIRD on p1 installed p2's LAN, learned through the hub.
