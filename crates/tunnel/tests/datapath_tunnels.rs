@@ -227,7 +227,9 @@ fn tunnels_are_added_and_removed_while_running() {
     assert!(lab.works(&mut p5), "a tunnel added at runtime works");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
     let mut c5 = lab.dp.counters(5).unwrap();
-    while c5.rx_packets == 0 && std::time::Instant::now() < deadline {
+    // Counted after the write and after the send: the peer may see the
+    // packets first.
+    while (c5.rx_packets == 0 || c5.tx_packets == 0) && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(10));
         c5 = lab.dp.counters(5).unwrap();
     }

@@ -20,6 +20,14 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn measure(name: &str, setup: impl Fn(&mut Lab)) -> (String, f64) {
+    // `cargo bench --bench throughput -- vpngw`: only the rows named so.
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
+        return (name.to_string(), f64::NAN);
+    }
     let mut lab = Lab::new();
     setup(&mut lab);
     lab.ping();

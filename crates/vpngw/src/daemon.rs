@@ -322,7 +322,20 @@ fn create_tun(c: &Connection) -> std::io::Result<Tun> {
             format!("connection {}: {what} {}: {e}", c.name, c.tun_name),
         )
     };
-    let tun = Tun::create(&c.tun_name).map_err(|e| err("cannot create TUN device", e))?;
+    // With offloads (TCP super-packets both ways) where the kernel has
+    // them; a plain TUN device otherwise.
+    let offload = if vpngw_tunnel::driver::datapath::disabled("tun-offload") {
+        Err(std::io::Error::other("disabled by VPNGW_DATAPATH_DISABLE"))
+    } else {
+        Tun::create_offload(&c.tun_name)
+    };
+    let tun = match offload {
+        Ok(tun) => tun,
+        Err(e) => {
+            warn!(connection = %c.name, "TUN offloads unavailable ({e}); one packet per read and write");
+            Tun::create(&c.tun_name).map_err(|e| err("cannot create TUN device", e))?
+        }
+    };
     tun.set_mtu(c.mtu)
         .map_err(|e| err("cannot set the MTU of", e))?;
     if let (Some(IpAddr::V4(a)), Some(IpAddr::V4(p))) = (c.tunnel_address, c.tunnel_peer) {

@@ -35,7 +35,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use super::ike::NattIke;
+use super::offload::{self, Coalescer, Push, VnetHdr, F_DATA_VALID, VNET_HDR_LEN};
 use super::tun::Tun;
+use super::udp::{self, RxBatch, TxBatch, MSG_CAP};
 use crate::esp::mss::clamp_mss;
 use crate::esp::natt::{classify, Natt};
 use crate::esp::replay::ReplayError;
@@ -45,6 +47,8 @@ use crate::esp::sa::{InboundSa, OpenError, OutboundSa, NEXT_IPV4, NEXT_IPV6};
 pub const BATCH: usize = 32;
 /// Room for one datagram: a 9000-byte inner packet plus ESP/UDP overhead.
 const BUF_LEN: usize = 9216;
+/// Port 4500's socket buffers, each way.
+const SOCKET_BUFFER: usize = 8 << 20;
 /// How long a thread sleeps in poll(2) before it checks for a stop.
 const POLL_MS: libc::c_int = 100;
 
@@ -239,6 +243,8 @@ struct Tunnel {
 #[derive(Debug)]
 pub struct Datapath {
     socket: Arc<UdpSocket>,
+    /// The socket takes UDP GSO sends.
+    gso: bool,
     rx: Sender<RxCommand>,
     /// The tunnels by connection index (sparse).
     tunnels: HashMap<usize, Tunnel>,
@@ -283,6 +289,15 @@ impl Datapath {
         tunnels: Vec<TunnelSpec>,
     ) -> io::Result<Datapath> {
         socket.set_nonblocking(true)?;
+        let gso = !disabled("udp-gso") && udp::gso_supported(socket.as_raw_fd());
+        // Runs of datagrams arrive in one buffer (the receive thread splits
+        // them by the size the kernel reports).
+        if !disabled("udp-gro") {
+            udp::enable_gro(socket.as_raw_fd());
+        }
+        if !disabled("socket-buffers") {
+            udp::set_buffers(socket.as_raw_fd(), SOCKET_BUFFER);
+        }
         let socket = Arc::new(socket);
         let stop = Arc::new(AtomicBool::new(false));
         let global = Arc::new(GlobalCounters::default());
@@ -299,6 +314,7 @@ impl Datapath {
             .spawn(move || worker.run())?;
         let mut datapath = Datapath {
             socket,
+            gso,
             rx: rx_tx,
             tunnels: HashMap::new(),
             global,
@@ -353,6 +369,7 @@ impl Datapath {
             stop: Arc::clone(&self.stop),
             quit: Arc::clone(&quit),
             mss_clamp: spec.mss_clamp,
+            gso: self.gso,
         };
         let thread = match std::thread::Builder::new()
             .name(format!("vpngw-tx-{conn}"))
@@ -619,6 +636,8 @@ struct TxWorker {
     /// This tunnel stops.
     quit: Arc<AtomicBool>,
     mss_clamp: u16,
+    /// Pack datagrams into UDP GSO sends.
+    gso: bool,
 }
 
 impl TxWorker {
@@ -634,19 +653,12 @@ impl TxWorker {
             unsafe { MaybeUninit::<libc::sockaddr_storage>::zeroed().assume_init() },
             0 as libc::socklen_t,
         );
-        let mut inner = vec![0u8; BUF_LEN];
-        let mut out: Vec<Vec<u8>> = (0..BATCH).map(|_| vec![0u8; BUF_LEN]).collect();
-        let mut lens = [0usize; BATCH];
-        let mut iovs: Vec<libc::iovec> = (0..BATCH)
-            .map(|_| libc::iovec {
-                iov_base: std::ptr::null_mut(),
-                iov_len: 0,
-            })
-            .collect();
-        // SAFETY: all-zero mmsghdr is valid (null pointers, zero lengths).
-        let mut msgs: Vec<libc::mmsghdr> = (0..BATCH)
-            .map(|_| unsafe { MaybeUninit::zeroed().assume_init() })
-            .collect();
+        // One read: a packet, or with offloads a virtio-net header and a
+        // TCP super-packet of up to 64 KiB.
+        let mut inner = vec![0u8; VNET_HDR_LEN + MSG_CAP];
+        let mut scratch = vec![0u8; BUF_LEN];
+        let mut batch = TxBatch::new(self.gso);
+        let offload = self.tun.offload();
         // The SA in use, and one staged to take over (make before break).
         let mut staged: Option<(Box<OutboundSa>, SocketAddr, Arc<SaCounters>)> = None;
         let mut sa_counters: Option<Arc<SaCounters>> = None;
@@ -700,93 +712,90 @@ impl TxWorker {
                     sa_counters = Some(counters);
                 }
             }
-            // Read and seal a batch.
-            let mut n = 0;
-            while n < BATCH {
-                // SAFETY: reading into our own buffer of BUF_LEN bytes.
+            // Read, segment and seal a batch; send it when full and at the
+            // end.
+            let mut reads = 0;
+            while reads < BATCH {
+                // SAFETY: reading into our own buffer of its length.
                 let got = unsafe { libc::read(fd, inner.as_mut_ptr().cast(), inner.len()) };
                 if got <= 0 {
                     break;
                 }
-                let len = got as usize;
-                let Some(s) = sa.as_ref() else {
+                reads += 1;
+                let got = got as usize;
+                let Some(s) = sa.as_deref() else {
                     bump(&self.counters.drop_no_sa, 1);
                     continue;
                 };
-                let packet = &mut inner[..len];
-                if self.mss_clamp != 0 {
-                    clamp_mss(packet, self.mss_clamp);
-                }
-                let next = if packet.first().is_some_and(|b| b >> 4 == 6) {
-                    NEXT_IPV6
-                } else {
-                    NEXT_IPV4
-                };
-                match s.seal(packet, next, &mut out[n]) {
-                    Ok(sealed) => {
-                        lens[n] = sealed;
-                        bump(&self.counters.tx_bytes, len as u64);
-                        if let Some(c) = &sa_counters {
-                            bump(&c.outbound.packets, 1);
-                            bump(&c.outbound.bytes, len as u64);
-                        }
-                        n += 1;
-                    }
-                    Err(_) => bump(&self.counters.drop_tx_error, 1),
-                }
-            }
-            if n == 0 {
-                continue;
-            }
-            for i in 0..n {
-                iovs[i] = libc::iovec {
-                    iov_base: out[i].as_mut_ptr().cast(),
-                    iov_len: lens[i],
-                };
-                let h = &mut msgs[i].msg_hdr;
-                h.msg_name = std::ptr::addr_of_mut!(peer.0).cast();
-                h.msg_namelen = peer.1;
-                h.msg_iov = &mut iovs[i];
-                h.msg_iovlen = 1;
-                h.msg_control = std::ptr::null_mut();
-                h.msg_controllen = 0;
-                h.msg_flags = 0;
-            }
-            let mut sent = 0;
-            while sent < n {
-                // SAFETY: msgs[sent..n] point at live buffers and the peer address.
-                let r = unsafe {
-                    libc::sendmmsg(
-                        self.socket.as_raw_fd(),
-                        msgs[sent..].as_mut_ptr(),
-                        (n - sent) as u32,
-                        0,
-                    )
-                };
-                if r <= 0 {
-                    let err = io::Error::last_os_error();
-                    if err.kind() == io::ErrorKind::WouldBlock && !self.stopping() {
-                        wait_writable(self.socket.as_raw_fd());
+                let sa_c = sa_counters.as_deref();
+                if offload {
+                    let Some(hdr) = VnetHdr::parse(&inner) else {
+                        bump(&self.counters.drop_tx_error, 1);
                         continue;
+                    };
+                    let packet = &mut inner[VNET_HDR_LEN..got];
+                    let cut = offload::segment(&hdr, packet, &mut scratch, |seg| {
+                        self.seal(s, seg, &mut batch, &peer, sa_c)
+                    });
+                    if cut.is_err() {
+                        bump(&self.counters.drop_tx_error, 1);
                     }
-                    bump(&self.counters.drop_tx_error, (n - sent) as u64);
-                    break;
+                } else {
+                    self.seal(s, &mut inner[..got], &mut batch, &peer, sa_c);
                 }
-                sent += r as usize;
             }
-            bump(&self.counters.tx_packets, sent as u64);
+            if !batch.is_empty() {
+                self.send(&mut batch, &peer);
+            }
         }
     }
-}
 
-fn wait_writable(fd: i32) {
-    let mut pfd = libc::pollfd {
-        fd,
-        events: libc::POLLOUT,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd.
-    unsafe { libc::poll(&mut pfd, 1, POLL_MS) };
+    /// Seals one IP packet into the batch (sending the batch first if it
+    /// is full).
+    fn seal(
+        &self,
+        s: &OutboundSa,
+        packet: &mut [u8],
+        batch: &mut TxBatch,
+        peer: &(libc::sockaddr_storage, libc::socklen_t),
+        sa_counters: Option<&SaCounters>,
+    ) {
+        if self.mss_clamp != 0 {
+            clamp_mss(packet, self.mss_clamp);
+        }
+        let next = if packet.first().is_some_and(|b| b >> 4 == 6) {
+            NEXT_IPV6
+        } else {
+            NEXT_IPV4
+        };
+        let len = s.sealed_len(packet.len());
+        if !batch.fits(len) {
+            self.send(batch, peer);
+        }
+        let Some(slot) = batch.slot(len) else {
+            bump(&self.counters.drop_tx_error, 1);
+            return;
+        };
+        match s.seal(packet, next, slot) {
+            Ok(_) => {
+                bump(&self.counters.tx_bytes, packet.len() as u64);
+                if let Some(c) = sa_counters {
+                    bump(&c.outbound.packets, 1);
+                    bump(&c.outbound.bytes, packet.len() as u64);
+                }
+            }
+            Err(_) => {
+                batch.unslot(len);
+                bump(&self.counters.drop_tx_error, 1);
+            }
+        }
+    }
+
+    fn send(&self, batch: &mut TxBatch, peer: &(libc::sockaddr_storage, libc::socklen_t)) {
+        let sent = batch.send(self.socket.as_raw_fd(), peer, &|| self.stopping());
+        bump(&self.counters.tx_packets, sent.datagrams);
+        bump(&self.counters.drop_tx_error, sent.failed);
+    }
 }
 
 struct Inbound {
@@ -857,74 +866,41 @@ impl RxWorker {
     fn run(self) {
         let mut tunnels: HashMap<usize, Arc<RxTunnel>> = HashMap::new();
         let mut table: HashMap<u32, Inbound> = HashMap::new();
-        let mut bufs: Vec<Vec<u8>> = (0..BATCH).map(|_| vec![0u8; BUF_LEN]).collect();
-        let mut iovs: Vec<libc::iovec> = (0..BATCH)
-            .map(|_| libc::iovec {
-                iov_base: std::ptr::null_mut(),
-                iov_len: 0,
-            })
-            .collect();
-        // SAFETY: all-zero sockaddr_storage / mmsghdr are valid.
-        let mut addrs: Vec<libc::sockaddr_storage> = (0..BATCH)
-            .map(|_| unsafe { MaybeUninit::zeroed().assume_init() })
-            .collect();
-        // SAFETY: as above.
-        let mut msgs: Vec<libc::mmsghdr> = (0..BATCH)
-            .map(|_| unsafe { MaybeUninit::zeroed().assume_init() })
-            .collect();
+        let mut batch = RxBatch::new();
+        let mut gro = Gro {
+            coalescer: Coalescer::new(),
+            tunnel: None,
+        };
         let fd = self.socket.as_raw_fd();
         while !self.stop.load(Ordering::Relaxed) {
             wait_readable(fd);
             self.drain_commands(&mut tunnels, &mut table);
-            for i in 0..BATCH {
-                iovs[i] = libc::iovec {
-                    iov_base: bufs[i].as_mut_ptr().cast(),
-                    iov_len: BUF_LEN,
-                };
-                let h = &mut msgs[i].msg_hdr;
-                h.msg_name = std::ptr::addr_of_mut!(addrs[i]).cast();
-                h.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-                h.msg_iov = &mut iovs[i];
-                h.msg_iovlen = 1;
-                h.msg_control = std::ptr::null_mut();
-                h.msg_controllen = 0;
-                h.msg_flags = 0;
-                msgs[i].msg_len = 0;
-            }
-            // SAFETY: msgs point at our buffers and address slots.
-            let n = unsafe {
-                libc::recvmmsg(
-                    fd,
-                    msgs.as_mut_ptr(),
-                    BATCH as u32,
-                    libc::MSG_DONTWAIT,
-                    std::ptr::null_mut(),
-                )
-            };
-            if n <= 0 {
-                continue;
-            }
-            for i in 0..n as usize {
-                let len = msgs[i].msg_len as usize;
-                let Some(datagram) = bufs[i].get_mut(..len) else {
+            let n = batch.recv(fd);
+            for i in 0..n {
+                let Some((from, buf, seg)) = batch.message(i) else {
                     continue;
                 };
-                match classify(datagram) {
-                    Natt::Ike(message) => {
-                        bump(&self.global.ike, 1);
-                        if let Some(from) = addr_of(&addrs[i]) {
-                            let _ = self.ike.try_send((from, message.to_vec()));
+                let from = addr_of(from);
+                // A run of datagrams of one flow, each `seg` bytes but the last.
+                for datagram in buf.chunks_mut(seg) {
+                    match classify(datagram) {
+                        Natt::Ike(message) => {
+                            bump(&self.global.ike, 1);
+                            if let Some(from) = from {
+                                let _ = self.ike.try_send((from, message.to_vec()));
+                            }
                         }
+                        Natt::Keepalive => {}
+                        Natt::Malformed => bump(&self.global.malformed, 1),
+                        Natt::Esp(_) => self.esp(&mut table, datagram, &mut gro),
                     }
-                    Natt::Keepalive => {}
-                    Natt::Malformed => bump(&self.global.malformed, 1),
-                    Natt::Esp(_) => self.esp(&mut table, datagram),
                 }
             }
+            gro.flush();
         }
     }
 
-    fn esp(&self, table: &mut HashMap<u32, Inbound>, packet: &mut [u8]) {
+    fn esp(&self, table: &mut HashMap<u32, Inbound>, packet: &mut [u8], gro: &mut Gro) {
         let Some(spi) = packet
             .get(..4)
             .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
@@ -948,9 +924,13 @@ impl RxWorker {
                 if tunnel.clamp != 0 {
                     clamp_mss(inner, tunnel.clamp);
                 }
-                // SAFETY: writing our own initialized buffer.
-                let w = unsafe { libc::write(tunnel.tun.fd(), inner.as_ptr().cast(), inner.len()) };
-                if w > 0 {
+                let written = if tunnel.tun.offload() {
+                    gro.write(tunnel, inner)
+                } else {
+                    // SAFETY: writing our own initialized buffer.
+                    unsafe { libc::write(tunnel.tun.fd(), inner.as_ptr().cast(), inner.len()) > 0 }
+                };
+                if written {
                     bump(&counters.rx_packets, 1);
                     bump(&counters.rx_bytes, inner.len() as u64);
                     bump(&entry.counters.inbound.packets, 1);
@@ -969,4 +949,79 @@ impl RxWorker {
             ) => bump(&counters.drop_malformed, 1),
         }
     }
+}
+
+/// Decrypted packets on their way into offload TUN devices: consecutive TCP
+/// segments of one flow become one super-packet and one write.
+struct Gro {
+    coalescer: Coalescer,
+    /// The tunnel the held packet goes to.
+    tunnel: Option<Arc<RxTunnel>>,
+}
+
+impl Gro {
+    /// Takes one packet for `tunnel`; false if it had to be written alone
+    /// and the write failed.
+    fn write(&mut self, tunnel: &Arc<RxTunnel>, packet: &[u8]) -> bool {
+        if self
+            .tunnel
+            .as_ref()
+            .is_some_and(|t| !Arc::ptr_eq(t, tunnel))
+        {
+            self.flush();
+        }
+        let mut pushed = self.coalescer.push(packet);
+        if pushed == Push::Flush {
+            self.flush();
+            pushed = self.coalescer.push(packet);
+        }
+        match pushed {
+            Push::Merged => {
+                if self.tunnel.is_none() {
+                    self.tunnel = Some(Arc::clone(tunnel));
+                }
+                true
+            }
+            Push::Flush | Push::Alone => {
+                self.flush();
+                let mut hdr = [0u8; VNET_HDR_LEN];
+                VnetHdr {
+                    flags: F_DATA_VALID,
+                    ..VnetHdr::default()
+                }
+                .write(&mut hdr);
+                let iov = [
+                    libc::iovec {
+                        iov_base: hdr.as_ptr().cast_mut().cast(),
+                        iov_len: hdr.len(),
+                    },
+                    libc::iovec {
+                        iov_base: packet.as_ptr().cast_mut().cast(),
+                        iov_len: packet.len(),
+                    },
+                ];
+                // SAFETY: two iovecs over live buffers.
+                unsafe { libc::writev(tunnel.tun.fd(), iov.as_ptr(), 2) > 0 }
+            }
+        }
+    }
+
+    /// Writes what is held.
+    fn flush(&mut self) {
+        let Some(tunnel) = self.tunnel.take() else {
+            let _ = self.coalescer.flush();
+            return;
+        };
+        if let Some(bytes) = self.coalescer.flush() {
+            // SAFETY: writing our own initialized buffer.
+            unsafe { libc::write(tunnel.tun.fd(), bytes.as_ptr().cast(), bytes.len()) };
+        }
+    }
+}
+
+/// Whether `feature` is listed in `VPNGW_DATAPATH_DISABLE` (comma-separated:
+/// `tun-offload`, `udp-gso`, `udp-gro`, `socket-buffers`): for measuring
+/// what each optimisation gives (`docs/bench.md`), never needed otherwise.
+pub fn disabled(feature: &str) -> bool {
+    std::env::var("VPNGW_DATAPATH_DISABLE").is_ok_and(|v| v.split(',').any(|f| f.trim() == feature))
 }

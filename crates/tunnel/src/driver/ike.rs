@@ -25,11 +25,21 @@ use crate::ike::wire::IkeSpi;
 /// An IKE message the datapath found on port 4500: (peer, message without marker).
 pub type NattIke = (SocketAddr, Vec<u8>);
 
+/// Port 4500: read by this driver, or (once the datapath is attached) only
+/// sent on. A socket the datapath reads must not stay registered with
+/// tokio's epoll: every arriving datagram would wake the runtime for
+/// nothing.
+#[derive(Debug)]
+enum NattSocket {
+    Polled(UdpSocket),
+    SendOnly(std::net::UdpSocket),
+}
+
 /// The two IKE sockets of one local address.
 #[derive(Debug)]
 pub struct IkeSockets {
     ike: UdpSocket,
-    natt: UdpSocket,
+    natt: Option<NattSocket>,
     local: IpAddr,
     /// IKE from port 4500, when the datapath reads that port.
     natt_from_datapath: Option<mpsc::Receiver<NattIke>>,
@@ -42,7 +52,7 @@ impl IkeSockets {
         let natt = UdpSocket::bind(SocketAddr::new(local, NATT_PORT)).await?;
         Ok(IkeSockets {
             ike,
-            natt,
+            natt: Some(NattSocket::Polled(natt)),
             local,
             natt_from_datapath: None,
         })
@@ -52,10 +62,33 @@ impl IkeSockets {
     /// blocking duplicate of the socket for it to read (and send ESP on) and
     /// the sender through which it passes back the IKE messages it finds.
     pub fn attach_datapath(&mut self) -> io::Result<(std::net::UdpSocket, mpsc::Sender<NattIke>)> {
-        let std_socket = dup_std(&self.natt)?;
+        let send_only = match self.natt.take() {
+            Some(NattSocket::Polled(socket)) => socket.into_std()?,
+            Some(NattSocket::SendOnly(socket)) => socket,
+            None => return Err(io::Error::other("port 4500 socket missing")),
+        };
+        let for_datapath = send_only.try_clone()?;
+        self.natt = Some(NattSocket::SendOnly(send_only));
         let (tx, rx) = mpsc::channel(256);
         self.natt_from_datapath = Some(rx);
-        Ok((std_socket, tx))
+        Ok((for_datapath, tx))
+    }
+
+    async fn natt_send(&self, data: &[u8], remote: SocketAddr) -> io::Result<()> {
+        match &self.natt {
+            Some(NattSocket::Polled(socket)) => socket.send_to(data, remote).await.map(drop),
+            // Non-blocking; a full socket buffer loses this one (IKE
+            // retransmits).
+            Some(NattSocket::SendOnly(socket)) => socket.send_to(data, remote).map(drop),
+            None => Err(io::Error::other("port 4500 socket missing")),
+        }
+    }
+
+    async fn natt_recv(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        match &self.natt {
+            Some(NattSocket::Polled(socket)) => socket.recv_from(buf).await,
+            Some(NattSocket::SendOnly(_)) | None => std::future::pending().await,
+        }
     }
 
     async fn send(&self, local: SocketAddr, remote: SocketAddr, data: &[u8]) -> io::Result<()> {
@@ -63,7 +96,7 @@ impl IkeSockets {
             let mut framed = Vec::with_capacity(data.len() + 4);
             framed.extend_from_slice(&NON_ESP_MARKER);
             framed.extend_from_slice(data);
-            self.natt.send_to(&framed, remote).await?;
+            self.natt_send(&framed, remote).await?;
         } else {
             self.ike.send_to(data, remote).await?;
         }
@@ -73,19 +106,9 @@ impl IkeSockets {
     /// A NAT keepalive (RFC 3948 §2.3): the single octet 0xFF from port
     /// 4500, without the non-ESP marker.
     async fn send_keepalive(&self, remote: SocketAddr) -> io::Result<()> {
-        self.natt.send_to(&[0xFF], remote).await?;
+        self.natt_send(&[0xFF], remote).await?;
         Ok(())
     }
-}
-
-/// A blocking `std` socket on the same file as a tokio one (dup(2)).
-fn dup_std(socket: &UdpSocket) -> io::Result<std::net::UdpSocket> {
-    use std::os::fd::{AsFd, OwnedFd};
-    let fd: OwnedFd = socket.as_fd().try_clone_to_owned()?;
-    let std_socket = std::net::UdpSocket::from(fd);
-    // The duplicate shares the file's O_NONBLOCK flag with tokio's socket;
-    // the datapath uses poll(2), so non-blocking is what it wants.
-    Ok(std_socket)
 }
 
 /// An event of one connection, with the peer's current address (where ESP
@@ -259,7 +282,7 @@ pub async fn run(
             Some((from, d)) = recv_natt(&mut from_datapath) => {
                 endpoint.handle(Instant::now(), local_natt, from, &d, &mut rng);
             }
-            r = sockets.natt.recv_from(&mut buf_natt), if !datapath_attached => {
+            r = sockets.natt_recv(&mut buf_natt), if !datapath_attached => {
                 let (n, from) = r?;
                 match buf_natt.get(..n).map(classify) {
                     Some(Natt::Ike(d)) => endpoint.handle(Instant::now(), local_natt, from, d, &mut rng),

@@ -8,7 +8,9 @@
 
 pub mod datapath;
 pub mod ike;
+pub mod offload;
 pub mod tun;
+pub mod udp;
 
 use crate::ike::sa::Random;
 

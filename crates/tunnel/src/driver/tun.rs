@@ -21,6 +21,15 @@ use std::os::unix::fs::OpenOptionsExt;
 const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
 const IFF_TUN: libc::c_short = 0x0001;
 const IFF_NO_PI: libc::c_short = 0x1000;
+const IFF_VNET_HDR: libc::c_short = 0x4000;
+/// `_IOW('T', 208, unsigned int)`.
+const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
+/// `_IOW('T', 216, int)`.
+const TUNSETVNETHDRSZ: libc::c_ulong = 0x4004_54d8;
+const TUN_F_CSUM: libc::c_uint = 0x01;
+const TUN_F_TSO4: libc::c_uint = 0x02;
+const TUN_F_TSO6: libc::c_uint = 0x04;
+const TUN_F_TSO_ECN: libc::c_uint = 0x08;
 
 /// `struct ifreq` with the union fields we use.
 #[repr(C)]
@@ -73,27 +82,61 @@ fn sockaddr(addr: Ipv4Addr) -> libc::sockaddr_in {
 pub struct Tun {
     file: File,
     name: String,
+    offload: bool,
 }
 
 impl Tun {
-    /// Creates (or attaches to) TUN device `name`, non-blocking.
+    /// Creates (or attaches to) TUN device `name`, non-blocking: one plain
+    /// IP packet per read and write.
     pub fn create(name: &str) -> io::Result<Tun> {
+        Tun::open(name, false)
+    }
+
+    /// Creates TUN device `name` with offloads: every packet read or
+    /// written starts with a virtio-net header
+    /// ([`offload::VnetHdr`](super::offload::VnetHdr)), and the kernel may
+    /// hand over TCP super-packets of up to 64 KiB (TSO) with partial
+    /// checksums, and take them (GRO): far fewer reads and writes per
+    /// byte.
+    pub fn create_offload(name: &str) -> io::Result<Tun> {
+        Tun::open(name, true)
+    }
+
+    fn open(name: &str, offload: bool) -> io::Result<Tun> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
             .open("/dev/net/tun")?;
         let mut req = IfReq::new(name)?;
-        req.data.flags = IFF_TUN | IFF_NO_PI;
+        req.data.flags = IFF_TUN | IFF_NO_PI | if offload { IFF_VNET_HDR } else { 0 };
         // SAFETY: TUNSETIFF reads and writes an ifreq, which `req` is.
         let rc = unsafe { libc::ioctl(file.as_raw_fd(), TUNSETIFF, &mut req) };
         if rc < 0 {
             return Err(io::Error::last_os_error());
         }
+        if offload {
+            let size = super::offload::VNET_HDR_LEN as libc::c_int;
+            // SAFETY: TUNSETVNETHDRSZ reads an int.
+            if unsafe { libc::ioctl(file.as_raw_fd(), TUNSETVNETHDRSZ, &size) } < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let flags = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN;
+            // SAFETY: TUNSETOFFLOAD takes an unsigned int by value.
+            if unsafe { libc::ioctl(file.as_raw_fd(), TUNSETOFFLOAD, flags) } < 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
         Ok(Tun {
             file,
             name: name.to_string(),
+            offload,
         })
+    }
+
+    /// Whether packets carry a virtio-net header ([`Tun::create_offload`]).
+    pub fn offload(&self) -> bool {
+        self.offload
     }
 
     /// The interface name.

@@ -1,0 +1,661 @@
+//! TUN offloads, done in user space: the virtio-net header the kernel puts
+//! in front of every packet of an `IFF_VNET_HDR` TUN device, TCP
+//! segmentation of the super-packets it hands over with TSO enabled (up to
+//! 64 KiB in one read instead of one read per MTU-sized packet), checksum
+//! completion, and the reverse — coalescing consecutive TCP segments of one
+//! flow into one super-packet for one write (GRO).
+//!
+//! Plain functions over byte slices; no I/O. The datapath calls them per
+//! read and per write; nothing allocates.
+
+/// Length of `struct virtio_net_hdr` (no `num_buffers`).
+pub const VNET_HDR_LEN: usize = 10;
+/// `VIRTIO_NET_HDR_F_NEEDS_CSUM`: the checksum at `csum_start +
+/// csum_offset` holds only the pseudo-header sum.
+pub const F_NEEDS_CSUM: u8 = 1;
+/// `VIRTIO_NET_HDR_F_DATA_VALID`: the receiver may skip checksum checks.
+pub const F_DATA_VALID: u8 = 2;
+/// `VIRTIO_NET_HDR_GSO_NONE`.
+pub const GSO_NONE: u8 = 0;
+/// `VIRTIO_NET_HDR_GSO_TCPV4`.
+pub const GSO_TCPV4: u8 = 1;
+/// `VIRTIO_NET_HDR_GSO_TCPV6`.
+pub const GSO_TCPV6: u8 = 4;
+/// `VIRTIO_NET_HDR_GSO_ECN` (ORed into the type).
+pub const GSO_ECN: u8 = 0x80;
+
+const PROTO_TCP: u8 = 6;
+const TCP_FIN: u8 = 0x01;
+const TCP_PSH: u8 = 0x08;
+const TCP_CWR: u8 = 0x80;
+
+/// The virtio-net header (native byte order, as TUN uses by default on a
+/// little-endian host).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VnetHdr {
+    /// `F_*` flags.
+    pub flags: u8,
+    /// `GSO_*` type.
+    pub gso_type: u8,
+    /// Length of the headers (IP + TCP) of a GSO packet.
+    pub hdr_len: u16,
+    /// Payload bytes per segment of a GSO packet.
+    pub gso_size: u16,
+    /// Where checksumming starts (with `F_NEEDS_CSUM`).
+    pub csum_start: u16,
+    /// Where, from `csum_start`, the checksum goes.
+    pub csum_offset: u16,
+}
+
+impl VnetHdr {
+    /// Reads the header at the start of `b`.
+    pub fn parse(b: &[u8]) -> Option<VnetHdr> {
+        let b = b.get(..VNET_HDR_LEN)?;
+        let u = |i: usize| u16::from_ne_bytes([b[i], b[i + 1]]);
+        Some(VnetHdr {
+            flags: b[0],
+            gso_type: b[1],
+            hdr_len: u(2),
+            gso_size: u(4),
+            csum_start: u(6),
+            csum_offset: u(8),
+        })
+    }
+
+    /// Writes the header into `out[..VNET_HDR_LEN]`.
+    pub fn write(&self, out: &mut [u8]) {
+        if let Some(o) = out.get_mut(..VNET_HDR_LEN) {
+            o[0] = self.flags;
+            o[1] = self.gso_type;
+            o[2..4].copy_from_slice(&self.hdr_len.to_ne_bytes());
+            o[4..6].copy_from_slice(&self.gso_size.to_ne_bytes());
+            o[6..8].copy_from_slice(&self.csum_start.to_ne_bytes());
+            o[8..10].copy_from_slice(&self.csum_offset.to_ne_bytes());
+        }
+    }
+}
+
+/// Why a packet from the TUN device could not be segmented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffloadError {
+    /// Shorter than its headers say, or not IP.
+    Malformed,
+    /// A GSO type or protocol we did not ask the kernel for.
+    Unsupported,
+    /// A segment does not fit the scratch buffer.
+    TooLarge,
+}
+
+/// Adds `data` to a ones'-complement sum (big-endian 16-bit words).
+fn add(mut sum: u64, data: &[u8]) -> u64 {
+    // Eight bytes at a time, as two 32-bit halves (no overflow below 2^32
+    // chunks).
+    let mut wide = data.chunks_exact(8);
+    for c in &mut wide {
+        let v = u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+        sum += (v >> 32) + (v & 0xffff_ffff);
+    }
+    let mut chunks = wide.remainder().chunks_exact(4);
+    for c in &mut chunks {
+        sum += u64::from(u32::from_be_bytes([c[0], c[1], c[2], c[3]]));
+    }
+    let rest = chunks.remainder();
+    let mut i = 0;
+    while i + 1 < rest.len() {
+        sum += u64::from(u16::from_be_bytes([rest[i], rest[i + 1]]));
+        i += 2;
+    }
+    if i < rest.len() {
+        sum += u64::from(rest[i]) << 8;
+    }
+    sum
+}
+
+/// Folds a sum to 16 bits.
+fn fold(mut sum: u64) -> u16 {
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum as u16
+}
+
+/// The Internet checksum of `data` (RFC 1071).
+pub fn checksum(data: &[u8]) -> u16 {
+    !fold(add(0, data))
+}
+
+/// The TCP/UDP pseudo-header sum of an IP packet's addresses, protocol and
+/// upper-layer length; None if not IPv4 or IPv6.
+fn pseudo_sum(packet: &[u8], proto: u8, len: usize) -> Option<u64> {
+    match packet.first()? >> 4 {
+        4 => {
+            let addrs = packet.get(12..20)?;
+            Some(add(0, addrs) + u64::from(proto) + len as u64)
+        }
+        6 => {
+            let addrs = packet.get(8..40)?;
+            Some(add(0, addrs) + u64::from(proto) + len as u64)
+        }
+        _ => None,
+    }
+}
+
+/// Completes a `F_NEEDS_CSUM` packet: the 16 bits at `start + offset`
+/// hold the pseudo-header sum; the checksum of everything from `start`
+/// replaces them.
+pub fn complete_checksum(
+    packet: &mut [u8],
+    start: usize,
+    offset: usize,
+) -> Result<(), OffloadError> {
+    let at = start + offset;
+    if at + 2 > packet.len() || start > packet.len() {
+        return Err(OffloadError::Malformed);
+    }
+    let sum = add(0, &packet[start..]);
+    let c = !fold(sum);
+    packet[at..at + 2].copy_from_slice(&c.to_be_bytes());
+    Ok(())
+}
+
+/// IP and TCP header lengths of a TCP packet: (IP header length, TCP
+/// header length); IPv6 without extension headers only.
+fn tcp_headers(packet: &[u8]) -> Result<(usize, usize), OffloadError> {
+    let first = *packet.first().ok_or(OffloadError::Malformed)?;
+    let ip_len = match first >> 4 {
+        4 => {
+            if packet.get(9) != Some(&PROTO_TCP) {
+                return Err(OffloadError::Unsupported);
+            }
+            usize::from(first & 0x0f) * 4
+        }
+        6 => {
+            if packet.get(6) != Some(&PROTO_TCP) {
+                return Err(OffloadError::Unsupported);
+            }
+            40
+        }
+        _ => return Err(OffloadError::Malformed),
+    };
+    let doff = usize::from(packet.get(ip_len + 12).ok_or(OffloadError::Malformed)? >> 4) * 4;
+    if ip_len < 20 || doff < 20 || ip_len + doff > packet.len() {
+        return Err(OffloadError::Malformed);
+    }
+    Ok((ip_len, doff))
+}
+
+/// Sets the IP length fields and checksum and the TCP checksum of a TCP
+/// packet whose headers and payload are in place.
+fn finish_tcp(seg: &mut [u8], ip_len: usize) -> Result<(), OffloadError> {
+    let total = seg.len();
+    let tcp_len = total - ip_len;
+    match seg[0] >> 4 {
+        4 => {
+            seg[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+            seg[10..12].copy_from_slice(&[0, 0]);
+            let c = checksum(&seg[..ip_len]);
+            seg[10..12].copy_from_slice(&c.to_be_bytes());
+        }
+        _ => seg[4..6].copy_from_slice(&(tcp_len as u16).to_be_bytes()),
+    }
+    let pseudo = pseudo_sum(seg, PROTO_TCP, tcp_len).ok_or(OffloadError::Malformed)?;
+    seg[ip_len + 16..ip_len + 18].copy_from_slice(&[0, 0]);
+    let c = !fold(add(pseudo, &seg[ip_len..]));
+    seg[ip_len + 16..ip_len + 18].copy_from_slice(&c.to_be_bytes());
+    Ok(())
+}
+
+/// Splits what one read from the TUN device returned (`packet`, after the
+/// virtio-net header `hdr`) into ordinary IP packets, each built in
+/// `scratch` and handed to `f` with its checksums complete. A packet that
+/// needs no segmentation is handed over in place. Returns how many
+/// packets `f` got.
+pub fn segment(
+    hdr: &VnetHdr,
+    packet: &mut [u8],
+    scratch: &mut [u8],
+    mut f: impl FnMut(&mut [u8]),
+) -> Result<usize, OffloadError> {
+    let gso = hdr.gso_type & !GSO_ECN;
+    if gso == GSO_NONE {
+        if hdr.flags & F_NEEDS_CSUM != 0 {
+            complete_checksum(
+                packet,
+                usize::from(hdr.csum_start),
+                usize::from(hdr.csum_offset),
+            )?;
+        }
+        f(packet);
+        return Ok(1);
+    }
+    if gso != GSO_TCPV4 && gso != GSO_TCPV6 {
+        return Err(OffloadError::Unsupported);
+    }
+    let (ip_len, tcp_len) = tcp_headers(packet)?;
+    let hl = ip_len + tcp_len;
+    let mss = usize::from(hdr.gso_size);
+    // An IPv4 total length shorter than the read trims padding.
+    let end = if packet[0] >> 4 == 4 {
+        usize::from(u16::from_be_bytes([packet[2], packet[3]])).clamp(hl, packet.len())
+    } else {
+        packet.len()
+    };
+    let payload = end - hl;
+    if mss == 0 || payload == 0 {
+        finish_tcp(&mut packet[..end], ip_len)?;
+        f(&mut packet[..end]);
+        return Ok(1);
+    }
+    if hl + mss > scratch.len() {
+        return Err(OffloadError::TooLarge);
+    }
+    let seq = u32::from_be_bytes([
+        packet[ip_len + 4],
+        packet[ip_len + 5],
+        packet[ip_len + 6],
+        packet[ip_len + 7],
+    ]);
+    let id = u16::from_be_bytes([packet[4], packet[5]]);
+    let flags = packet[ip_len + 13];
+    let count = payload.div_ceil(mss);
+    for i in 0..count {
+        let from = hl + i * mss;
+        let to = (from + mss).min(end);
+        let len = hl + (to - from);
+        let seg = &mut scratch[..len];
+        seg[..hl].copy_from_slice(&packet[..hl]);
+        seg[hl..].copy_from_slice(&packet[from..to]);
+        if seg[0] >> 4 == 4 {
+            seg[4..6].copy_from_slice(&id.wrapping_add(i as u16).to_be_bytes());
+        }
+        let s = seq.wrapping_add((i * mss) as u32);
+        seg[ip_len + 4..ip_len + 8].copy_from_slice(&s.to_be_bytes());
+        let mut fl = flags;
+        if i + 1 < count {
+            fl &= !(TCP_FIN | TCP_PSH);
+        }
+        if i > 0 {
+            fl &= !TCP_CWR;
+        }
+        seg[ip_len + 13] = fl;
+        finish_tcp(seg, ip_len)?;
+        f(seg);
+    }
+    Ok(count)
+}
+
+/// Coalesces consecutive TCP segments of one flow into one super-packet
+/// for a single write to an `IFF_VNET_HDR` TUN device (GRO in user space).
+///
+/// [`Coalescer::push`] takes each decrypted packet; it either joins the
+/// super-packet being built or says the caller must [`Coalescer::flush`]
+/// first. The buffer holds the virtio-net header, then the first
+/// segment's headers, then every segment's payload.
+#[derive(Debug)]
+pub struct Coalescer {
+    buf: Vec<u8>,
+    /// Bytes in `buf` (header included); 0: empty.
+    len: usize,
+    ip_len: usize,
+    hl: usize,
+    mss: usize,
+    segments: usize,
+    next_seq: u32,
+    /// The last segment was shorter than `mss` or carried PSH/FIN: nothing
+    /// may follow it.
+    closed: bool,
+}
+
+/// What [`Coalescer::push`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Push {
+    /// The packet joined (or started) the super-packet.
+    Merged,
+    /// It cannot join: flush, then push it again.
+    Flush,
+    /// Not something to coalesce: flush, then write it alone.
+    Alone,
+}
+
+/// The most a super-packet carries (IP's 64 KiB limit, less headroom).
+const GRO_MAX: usize = 65_000;
+/// The most segments in one super-packet.
+const GRO_MAX_SEGMENTS: usize = 64;
+
+impl Default for Coalescer {
+    fn default() -> Self {
+        Coalescer::new()
+    }
+}
+
+impl Coalescer {
+    /// An empty coalescer (its buffer is allocated once, here).
+    pub fn new() -> Coalescer {
+        Coalescer {
+            buf: vec![0; VNET_HDR_LEN + GRO_MAX + 256],
+            len: 0,
+            ip_len: 0,
+            hl: 0,
+            mss: 0,
+            segments: 0,
+            next_seq: 0,
+            closed: false,
+        }
+    }
+
+    /// Whether nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Offers one IP packet (checksums valid).
+    pub fn push(&mut self, packet: &[u8]) -> Push {
+        let Ok((ip_len, tcp_len)) = tcp_headers(packet) else {
+            return Push::Alone;
+        };
+        let hl = ip_len + tcp_len;
+        let v4 = packet[0] >> 4 == 4;
+        // Only plain segments: no IP options, no fragments, nothing but
+        // ACK (and PSH) set, some payload.
+        let flags = packet[ip_len + 13];
+        let end = if v4 {
+            usize::from(u16::from_be_bytes([packet[2], packet[3]]))
+        } else {
+            40 + usize::from(u16::from_be_bytes([packet[4], packet[5]]))
+        };
+        if end != packet.len()
+            || end <= hl
+            || (v4 && (ip_len != 20 || packet[6] & 0x3f != 0 || packet[7] != 0))
+            || flags & !(0x10 | TCP_PSH) != 0
+            || flags & 0x10 == 0
+        {
+            return Push::Alone;
+        }
+        let payload = end - hl;
+        let seq = u32::from_be_bytes([
+            packet[ip_len + 4],
+            packet[ip_len + 5],
+            packet[ip_len + 6],
+            packet[ip_len + 7],
+        ]);
+        if self.len == 0 {
+            self.start(packet, ip_len, hl, payload, seq, flags);
+            return Push::Merged;
+        }
+        let head = &self.buf[VNET_HDR_LEN..VNET_HDR_LEN + self.hl];
+        // Same flow and same headers but for lengths, ids, sequence and
+        // checksums.
+        let same_ip = if v4 {
+            head[0..2] == packet[0..2]
+                && head[8..10] == packet[8..10]
+                && head[12..20] == packet[12..20]
+        } else {
+            head[0..4] == packet[0..4] && head[6..40] == packet[6..40]
+        };
+        let same = hl == self.hl
+            && ip_len == self.ip_len
+            && same_ip
+            && head[ip_len..ip_len + 4] == packet[ip_len..ip_len + 4]
+            && head[ip_len + 8..ip_len + 13] == packet[ip_len + 8..ip_len + 13]
+            && head[ip_len + 13] & !TCP_PSH == flags & !TCP_PSH
+            && head[ip_len + 14..ip_len + 16] == packet[ip_len + 14..ip_len + 16]
+            && head[ip_len + 18..hl] == packet[ip_len + 18..hl];
+        if !same
+            || self.closed
+            || seq != self.next_seq
+            || payload > self.mss
+            || self.len + payload > VNET_HDR_LEN + GRO_MAX
+            || self.segments >= GRO_MAX_SEGMENTS
+        {
+            return Push::Flush;
+        }
+        self.buf[self.len..self.len + payload].copy_from_slice(&packet[hl..end]);
+        self.len += payload;
+        self.segments += 1;
+        self.next_seq = seq.wrapping_add(payload as u32);
+        if payload < self.mss || flags & TCP_PSH != 0 {
+            self.closed = true;
+            // The super-packet carries the last segment's PSH.
+            self.buf[VNET_HDR_LEN + ip_len + 13] |= flags & TCP_PSH;
+        }
+        Push::Merged
+    }
+
+    fn start(
+        &mut self,
+        packet: &[u8],
+        ip_len: usize,
+        hl: usize,
+        payload: usize,
+        seq: u32,
+        flags: u8,
+    ) {
+        self.buf[VNET_HDR_LEN..VNET_HDR_LEN + hl + payload]
+            .copy_from_slice(&packet[..hl + payload]);
+        self.len = VNET_HDR_LEN + hl + payload;
+        self.ip_len = ip_len;
+        self.hl = hl;
+        self.mss = payload;
+        self.segments = 1;
+        self.next_seq = seq.wrapping_add(payload as u32);
+        self.closed = flags & TCP_PSH != 0;
+    }
+
+    /// The held packet, ready for one write (virtio-net header first), and
+    /// empties the coalescer; None if empty.
+    pub fn flush(&mut self) -> Option<&[u8]> {
+        if self.len == 0 {
+            return None;
+        }
+        let len = std::mem::take(&mut self.len);
+        let ip_len = self.ip_len;
+        let packet = &mut self.buf[VNET_HDR_LEN..len];
+        let total = packet.len();
+        let v4 = packet[0] >> 4 == 4;
+        let hdr = if self.segments == 1 {
+            // One segment: as it came, checksums valid.
+            VnetHdr {
+                flags: F_DATA_VALID,
+                ..VnetHdr::default()
+            }
+        } else {
+            if v4 {
+                packet[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+                packet[10..12].copy_from_slice(&[0, 0]);
+                let c = checksum(&packet[..ip_len]);
+                packet[10..12].copy_from_slice(&c.to_be_bytes());
+            } else {
+                packet[4..6].copy_from_slice(&((total - 40) as u16).to_be_bytes());
+            }
+            // CHECKSUM_PARTIAL: the TCP checksum field holds the
+            // pseudo-header sum; the kernel finishes it per segment.
+            let tcp_total = total - ip_len;
+            let pseudo = pseudo_sum(packet, PROTO_TCP, tcp_total).unwrap_or(0);
+            packet[ip_len + 16..ip_len + 18].copy_from_slice(&fold(pseudo).to_be_bytes());
+            VnetHdr {
+                flags: F_NEEDS_CSUM,
+                gso_type: if v4 { GSO_TCPV4 } else { GSO_TCPV6 },
+                hdr_len: self.hl as u16,
+                gso_size: self.mss as u16,
+                csum_start: ip_len as u16,
+                csum_offset: 16,
+            }
+        };
+        hdr.write(&mut self.buf[..VNET_HDR_LEN]);
+        Some(&self.buf[..len])
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// An IPv4 TCP packet with valid checksums.
+    fn tcp4(seq: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
+        let mut p = vec![0u8; 40 + payload.len()];
+        p[0] = 0x45;
+        p[6] = 0x40; // DF
+        p[8] = 64;
+        p[9] = PROTO_TCP;
+        p[12..16].copy_from_slice(&[10, 1, 0, 2]);
+        p[16..20].copy_from_slice(&[10, 2, 0, 2]);
+        p[20..22].copy_from_slice(&40000u16.to_be_bytes());
+        p[22..24].copy_from_slice(&5201u16.to_be_bytes());
+        p[24..28].copy_from_slice(&seq.to_be_bytes());
+        p[28..32].copy_from_slice(&7u32.to_be_bytes());
+        p[32] = 5 << 4;
+        p[33] = flags;
+        p[34..36].copy_from_slice(&512u16.to_be_bytes());
+        p[40..].copy_from_slice(payload);
+        finish_tcp(&mut p, 20).unwrap();
+        p
+    }
+
+    fn valid(p: &[u8]) -> bool {
+        let ip_ok = checksum(&p[..20]) == 0;
+        let tcp_len = p.len() - 20;
+        let tcp_ok = !fold(add(pseudo_sum(p, PROTO_TCP, tcp_len).unwrap(), &p[20..])) == 0;
+        ip_ok && tcp_ok
+    }
+
+    #[test]
+    fn checksum_matches_rfc1071_example() {
+        // RFC 1071 §3: 00 01 f2 03 f4 f5 f6 f7 sums to 0xddf2.
+        let data = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
+        assert_eq!(checksum(&data), !0xddf2);
+    }
+
+    #[test]
+    fn a_tso_super_packet_is_cut_into_valid_segments() {
+        let payload: Vec<u8> = (0..4000u32).map(|i| i as u8).collect();
+        let mut big = tcp4(1000, 0x18 | TCP_FIN, &payload); // ACK PSH FIN
+                                                            // As the kernel hands it over: partial checksum, GSO TCPv4, MSS 1448.
+        let hdr = VnetHdr {
+            flags: F_NEEDS_CSUM,
+            gso_type: GSO_TCPV4,
+            hdr_len: 40,
+            gso_size: 1448,
+            csum_start: 20,
+            csum_offset: 16,
+        };
+        let mut scratch = vec![0u8; 2000];
+        let mut segs = Vec::new();
+        let n = segment(&hdr, &mut big, &mut scratch, |s| segs.push(s.to_vec())).unwrap();
+        assert_eq!(n, 3);
+        let mut joined = Vec::new();
+        for (i, s) in segs.iter().enumerate() {
+            assert!(valid(s), "segment {i} checksums");
+            let seq = u32::from_be_bytes([s[24], s[25], s[26], s[27]]);
+            assert_eq!(seq, 1000 + (i as u32) * 1448);
+            assert_eq!(usize::from(u16::from_be_bytes([s[2], s[3]])), s.len());
+            let last = i == 2;
+            assert_eq!(
+                s[33] & (TCP_FIN | TCP_PSH) != 0,
+                last,
+                "FIN/PSH only on the last"
+            );
+            joined.extend_from_slice(&s[40..]);
+        }
+        assert_eq!(joined, payload);
+        assert_eq!(segs[2].len(), 40 + 4000 - 2 * 1448);
+    }
+
+    #[test]
+    fn a_partial_checksum_is_completed() {
+        let mut p = tcp4(5, 0x10, b"hello");
+        // Replace the checksum by the pseudo-header sum, as CHECKSUM_PARTIAL.
+        let pseudo = fold(pseudo_sum(&p, PROTO_TCP, p.len() - 20).unwrap());
+        p[36..38].copy_from_slice(&pseudo.to_be_bytes());
+        let hdr = VnetHdr {
+            flags: F_NEEDS_CSUM,
+            csum_start: 20,
+            csum_offset: 16,
+            ..VnetHdr::default()
+        };
+        let mut scratch = [0u8; 100];
+        let mut out = Vec::new();
+        segment(&hdr, &mut p, &mut scratch, |s| out = s.to_vec()).unwrap();
+        assert!(valid(&out));
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        let hdr = VnetHdr {
+            gso_type: GSO_TCPV4,
+            gso_size: 100,
+            ..VnetHdr::default()
+        };
+        let mut scratch = [0u8; 200];
+        for len in 0..60 {
+            let mut p = vec![0x45u8; len];
+            let _ = segment(&hdr, &mut p, &mut scratch, |_| {});
+        }
+        let mut udp = tcp4(0, 0x10, b"x");
+        udp[9] = 17;
+        assert_eq!(
+            segment(&hdr, &mut udp, &mut scratch, |_| {}),
+            Err(OffloadError::Unsupported)
+        );
+        let bad = VnetHdr {
+            flags: F_NEEDS_CSUM,
+            csum_start: 500,
+            ..VnetHdr::default()
+        };
+        let mut p = tcp4(0, 0x10, b"x");
+        assert_eq!(
+            segment(&bad, &mut p, &mut scratch, |_| {}),
+            Err(OffloadError::Malformed)
+        );
+    }
+
+    #[test]
+    fn consecutive_segments_coalesce_into_one_super_packet() {
+        let mut c = Coalescer::new();
+        let a = tcp4(100, 0x10, &[1u8; 1000]);
+        let b = tcp4(1100, 0x10, &[2u8; 1000]);
+        let last = tcp4(2100, 0x18, &[3u8; 500]);
+        assert_eq!(c.push(&a), Push::Merged);
+        assert_eq!(c.push(&b), Push::Merged);
+        assert_eq!(c.push(&last), Push::Merged);
+        // Nothing may follow a short or PSH segment.
+        assert_eq!(c.push(&tcp4(2600, 0x10, &[4u8; 1000])), Push::Flush);
+        let out = c.flush().unwrap().to_vec();
+        assert!(c.is_empty());
+        let hdr = VnetHdr::parse(&out).unwrap();
+        assert_eq!(hdr.gso_type, GSO_TCPV4);
+        assert_eq!(hdr.gso_size, 1000);
+        assert_eq!(hdr.hdr_len, 40);
+        let p = &out[VNET_HDR_LEN..];
+        assert_eq!(p.len(), 40 + 2500);
+        assert_eq!(usize::from(u16::from_be_bytes([p[2], p[3]])), p.len());
+        assert_eq!(checksum(&p[..20]), 0);
+        assert_eq!(p[33] & TCP_PSH, TCP_PSH);
+        // Segmenting it again gives back the three packets, valid.
+        let mut again = p.to_vec();
+        let mut scratch = vec![0u8; 2000];
+        let mut segs = Vec::new();
+        segment(&hdr, &mut again, &mut scratch, |s| segs.push(s.to_vec())).unwrap();
+        assert_eq!(segs.len(), 3);
+        assert!(segs.iter().all(|s| valid(s)));
+        assert_eq!(segs[1][40..], b[40..]);
+    }
+
+    #[test]
+    fn other_flows_gaps_and_control_packets_are_not_merged() {
+        let mut c = Coalescer::new();
+        assert_eq!(c.push(&tcp4(100, 0x10, &[1u8; 1000])), Push::Merged);
+        assert_eq!(c.push(&tcp4(5000, 0x10, &[1u8; 1000])), Push::Flush, "gap");
+        let mut other = tcp4(1100, 0x10, &[1u8; 1000]);
+        other[20] ^= 1; // another source port
+        finish_tcp(&mut other, 20).unwrap();
+        assert_eq!(c.push(&other), Push::Flush, "another flow");
+        assert_eq!(c.push(&tcp4(1100, 0x02, &[])), Push::Alone, "a SYN");
+        assert_eq!(c.push(&tcp4(1100, 0x10, &[])), Push::Alone, "a bare ACK");
+        // One segment alone goes out as it was, marked valid.
+        let one = c.flush().unwrap();
+        let hdr = VnetHdr::parse(one).unwrap();
+        assert_eq!(hdr.gso_type, GSO_NONE);
+        assert!(valid(&one[VNET_HDR_LEN..]));
+    }
+}
