@@ -118,8 +118,9 @@ struct RawConnection {
     child_lifetime: Option<u64>,
     child_lifetime_bytes: Option<u64>,
     child_lifetime_packets: Option<u64>,
-    dpd_interval: Option<u64>,
-    dpd_timeout: Option<u64>,
+    dpd_interval: Option<DurationValue>,
+    dpd_timeout: Option<DurationValue>,
+    hold_down: Option<DurationValue>,
     tun_name: Option<String>,
     mtu: Option<u16>,
     mss_clamp: Option<u16>,
@@ -128,6 +129,62 @@ struct RawConnection {
     tunnel_peer: Option<IpAddr>,
     bgp: Option<RawBgp>,
     static_routes: Option<Vec<IpNet>>,
+}
+
+/// A duration in the file: whole seconds (`10`) or a string with a unit
+/// (`"300ms"`, `"1.5s"`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum DurationValue {
+    Seconds(u64),
+    Text(String),
+}
+
+impl DurationValue {
+    fn parse(&self) -> Result<Duration, String> {
+        match self {
+            DurationValue::Seconds(s) => Ok(Duration::from_secs(*s)),
+            DurationValue::Text(t) => {
+                let t = t.trim();
+                let (number, scale) = if let Some(n) = t.strip_suffix("ms") {
+                    (n, 0.001)
+                } else if let Some(n) = t.strip_suffix('s') {
+                    (n, 1.0)
+                } else {
+                    return Err(format!(
+                        "`{t}`: expected seconds (10) or a duration such as \"300ms\" or \"1.5s\""
+                    ));
+                };
+                let v: f64 = number.trim().parse().map_err(|_| {
+                    format!(
+                        "`{t}`: expected seconds (10) or a duration such as \"300ms\" or \"1.5s\""
+                    )
+                })?;
+                if !(0.0..=86_400.0).contains(&v) {
+                    return Err(format!("`{t}`: out of range"));
+                }
+                Ok(Duration::from_secs_f64(v * scale))
+            }
+        }
+    }
+}
+
+fn duration(
+    cx: &Ctx<'_>,
+    key: &str,
+    value: Option<&DurationValue>,
+    default: Duration,
+    min: Duration,
+    max: Duration,
+) -> Result<Duration, ConfigError> {
+    let d = match value {
+        Some(v) => v.parse().map_err(|m| cx.invalid(key, m))?,
+        None => default,
+    };
+    if d < min || d > max {
+        return Err(cx.invalid(key, format!("expected {min:?} to {max:?}, got {d:?}")));
+    }
+    Ok(d)
 }
 
 #[derive(Debug, Deserialize)]
@@ -291,6 +348,9 @@ pub struct Connection {
     pub dpd_interval: Duration,
     /// DPD: declare the peer dead after this much silence.
     pub dpd_timeout: Duration,
+    /// After the tunnel went down, it rejoins (routes, BGP) only once it
+    /// has stayed up this long (flap damping; 0: at once).
+    pub hold_down: Duration,
     /// TUN device name.
     pub tun_name: String,
     /// TUN MTU.
@@ -563,14 +623,32 @@ fn connection(
             "expected 0 (no packet limit) or at least 1000",
         ));
     }
-    let dpd_interval = secs(
+    // Inbound ESP counts as proof of life: DPD probes only a quiet tunnel,
+    // so short timers cost nothing on a busy one.
+    let dpd_interval = duration(
         cx,
         &k("dpd_interval"),
-        rc.dpd_interval.unwrap_or(10),
-        1,
-        3600,
+        rc.dpd_interval.as_ref(),
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        Duration::from_secs(3600),
     )?;
-    let dpd_timeout = secs(cx, &k("dpd_timeout"), rc.dpd_timeout.unwrap_or(45), 9, 3600)?;
+    let dpd_timeout = duration(
+        cx,
+        &k("dpd_timeout"),
+        rc.dpd_timeout.as_ref(),
+        Duration::from_secs(45),
+        Duration::from_millis(300),
+        Duration::from_secs(3600),
+    )?;
+    let hold_down = duration(
+        cx,
+        &k("hold_down"),
+        rc.hold_down.as_ref(),
+        Duration::ZERO,
+        Duration::ZERO,
+        Duration::from_secs(3600),
+    )?;
     if dpd_timeout <= dpd_interval {
         return Err(cx.invalid(k("dpd_timeout"), "expected more than dpd_interval"));
     }
@@ -657,6 +735,7 @@ fn connection(
         child_lifetime_packets: rc.child_lifetime_packets.unwrap_or(0),
         dpd_interval,
         dpd_timeout,
+        hold_down,
         tun_name,
         mtu,
         mss_clamp,
@@ -840,6 +919,45 @@ static_routes = ["10.9.0.0/16"]
         parse(Path::new("/etc/vpngw/vpngw.toml"), text, &env)
             .unwrap_err()
             .to_string()
+    }
+
+    #[test]
+    fn liveness_timers_take_units_and_are_checked() {
+        let t = GOOD.replace(
+            "initiate = false\n",
+            "initiate = false\ndpd_interval = \"300ms\"\ndpd_timeout = \"1.5s\"\nhold_down = 5\n",
+        );
+        let c = parse(Path::new("x.toml"), &t, &env).unwrap();
+        let b = &c.connections[1];
+        assert_eq!(b.dpd_interval, Duration::from_millis(300));
+        assert_eq!(b.dpd_timeout, Duration::from_millis(1500));
+        assert_eq!(b.hold_down, Duration::from_secs(5));
+        assert_eq!(c.connections[0].hold_down, Duration::ZERO);
+
+        let e = err(&GOOD.replace(
+            "initiate = false\n",
+            "initiate = false\ndpd_interval = \"5 minutes\"\n",
+        ));
+        assert!(
+            e.contains("connection[branch].dpd_interval: `5 minutes`: expected seconds"),
+            "{e}"
+        );
+        let e = err(&GOOD.replace(
+            "initiate = false\n",
+            "initiate = false\ndpd_interval = \"10ms\"\n",
+        ));
+        assert!(
+            e.contains("connection[branch].dpd_interval: expected 100ms"),
+            "{e}"
+        );
+        let e = err(&GOOD.replace(
+            "initiate = false\n",
+            "initiate = false\ndpd_interval = \"2s\"\ndpd_timeout = \"1s\"\n",
+        ));
+        assert!(
+            e.contains("dpd_timeout: expected more than dpd_interval"),
+            "{e}"
+        );
     }
 
     #[test]

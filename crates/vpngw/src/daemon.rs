@@ -83,7 +83,8 @@ fn sa_config(c: &Connection) -> SaConfig {
         esp_proposals: c.esp_proposals.clone(),
         dpd_interval: c.dpd_interval,
         dpd_timeout: c.dpd_timeout,
-        retransmit_timeout: RETRANSMIT_TIMEOUT,
+        // A probe must get a few tries within a short DPD timeout.
+        retransmit_timeout: RETRANSMIT_TIMEOUT.min(c.dpd_timeout / 4),
         retransmit_tries: RETRANSMIT_TRIES,
         // Our ESP runs in user space over UDP 4500 only.
         force_encap: true,
@@ -137,6 +138,12 @@ pub(crate) struct Conn {
     pub(crate) sa_counters: Option<Arc<SaCounters>>,
     /// When the tunnel came up.
     pub(crate) up_since: Option<Instant>,
+    /// Inbound packets on the child SA at the last tick.
+    last_inbound: u64,
+    /// The tunnel has gone down before (hold-down applies when it returns).
+    was_down: bool,
+    /// Up, but held down until then (flap damping).
+    pub(crate) rejoin_at: Option<Instant>,
 }
 
 impl Conn {
@@ -227,7 +234,7 @@ pub async fn run(config: Config, file: PathBuf) -> std::io::Result<()> {
             }
             _ = tokio::signal::ctrl_c() => break,
             _ = sigterm.recv() => break,
-            _ = tick.tick() => daemon.report_bytes(),
+            _ = tick.tick() => daemon.tick(),
         }
     }
     control.abort();
@@ -476,6 +483,9 @@ impl Daemon {
             child: None,
             sa_counters: None,
             up_since: None,
+            last_inbound: 0,
+            was_down: false,
+            rejoin_at: None,
         }));
         Ok(())
     }
@@ -681,16 +691,38 @@ impl Daemon {
         }
     }
 
-    /// Tells IKE how many bytes each current child SA has carried.
-    fn report_bytes(&self) {
-        for c in self.conns.iter().flatten() {
+    /// Ten times a second: tells IKE how much each current child SA has
+    /// carried, and which tunnels heard from their peer (inbound ESP is
+    /// proof of life: DPD then has nothing to probe); rejoins tunnels
+    /// whose hold-down is over.
+    fn tick(&mut self) {
+        let now = Instant::now();
+        let mut rejoin = Vec::new();
+        for (slot, c) in self.conns.iter_mut().enumerate() {
+            let Some(c) = c else { continue };
             if let (Some(counters), Some(g)) = (&c.sa_counters, self.groups.get(c.group)) {
                 let _ = g.commands.send(IkeCommand::ChildBytes {
                     conn: c.ike,
                     bytes: counters.bytes(),
                     packets: counters.packets(),
                 });
+                let inbound = counters
+                    .inbound
+                    .packets
+                    .load(std::sync::atomic::Ordering::Relaxed);
+                if inbound != c.last_inbound {
+                    c.last_inbound = inbound;
+                    let _ = g.commands.send(IkeCommand::InboundTraffic(c.ike));
+                }
             }
+            if c.rejoin_at.is_some_and(|t| t <= now) {
+                c.rejoin_at = None;
+                rejoin.push(slot);
+            }
+        }
+        for slot in rejoin {
+            info!(connection = %self.name(slot), "hold-down over: the tunnel rejoins");
+            self.rejoin(slot, true);
         }
     }
 
@@ -761,7 +793,9 @@ impl Daemon {
             .map_or_else(|| format!("peer {}", peer.0), |c| c.cfg.name.clone())
     }
 
-    /// The tunnel's link, routes and BGP session follow its child SA.
+    /// The tunnel's link, routes and BGP session follow its child SA. A
+    /// tunnel that went down before comes back held down for `hold_down`:
+    /// its link is up (IKE and ESP run) but its routes and BGP session wait.
     fn tunnel_state(&mut self, slot: usize, up: bool) {
         let Some((c, g)) = self.conn_group(slot) else {
             return;
@@ -775,6 +809,34 @@ impl Daemon {
                 );
             }
         }
+        let hold_down = c.cfg.hold_down;
+        let held = up && c.was_down && !hold_down.is_zero();
+        if let Some(Some(c)) = self.conns.get_mut(slot) {
+            if up {
+                c.up_since = Some(Instant::now());
+                c.rejoin_at = held.then(|| Instant::now() + hold_down);
+            } else {
+                c.up_since = None;
+                c.child = None;
+                c.sa_counters = None;
+                c.last_inbound = 0;
+                c.was_down = true;
+                c.rejoin_at = None;
+            }
+        }
+        if held {
+            info!(?hold_down, "tunnel up, held down after its failure");
+        } else {
+            self.rejoin(slot, up);
+        }
+        info!(up, "tunnel {}", if up { "up" } else { "down" });
+    }
+
+    /// The tunnel's routes and BGP session join (or leave) it.
+    fn rejoin(&self, slot: usize, up: bool) {
+        let Some(c) = self.conns.get(slot).and_then(Option::as_ref) else {
+            return;
+        };
         let _ = self
             .routes
             .send(RouteCommand::SetTunnelUp(c.tunnel_id(), up));
@@ -787,16 +849,6 @@ impl Daemon {
                 bgp.stop_peer(peer, StopReason::TransportDown);
             }
         }
-        if let Some(Some(c)) = self.conns.get_mut(slot) {
-            if up {
-                c.up_since = Some(Instant::now());
-            } else {
-                c.up_since = None;
-                c.child = None;
-                c.sa_counters = None;
-            }
-        }
-        info!(up, "tunnel {}", if up { "up" } else { "down" });
     }
 
     async fn on_request(&mut self, incoming: Incoming) {

@@ -150,6 +150,9 @@ pub enum IkeCommand {
         /// Packets both ways since the child was installed.
         packets: u64,
     },
+    /// ESP arrived on the connection's child SA since the last report: the
+    /// peer is alive, no DPD probe needed.
+    InboundTraffic(ConnId),
     /// Rekey the connection's child SA now.
     RekeyChild(ConnId),
     /// Rekey the connection's IKE SA now.
@@ -195,6 +198,9 @@ impl std::fmt::Debug for IkeCommand {
                 .field("packets", packets)
                 .finish(),
             IkeCommand::RekeyChild(conn) => f.debug_tuple("RekeyChild").field(conn).finish(),
+            IkeCommand::InboundTraffic(conn) => {
+                f.debug_tuple("InboundTraffic").field(conn).finish()
+            }
             IkeCommand::RekeyIke(conn) => f.debug_tuple("RekeyIke").field(conn).finish(),
             IkeCommand::AddConnection {
                 name,
@@ -322,6 +328,7 @@ fn apply_command(
             packets,
         } => endpoint.note_child_usage(conn, Instant::now(), bytes, packets),
         IkeCommand::RekeyChild(conn) => endpoint.rekey_child(conn, Instant::now(), rng),
+        IkeCommand::InboundTraffic(conn) => endpoint.note_inbound_traffic(conn, Instant::now()),
         IkeCommand::RekeyIke(conn) => endpoint.rekey_ike(conn, Instant::now(), rng),
         IkeCommand::AddConnection {
             name,

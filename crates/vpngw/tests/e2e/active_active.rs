@@ -38,6 +38,7 @@ fn instance(k: u8) -> Gw {
         asn: 65515,
         prefixes: vec!["10.1.0.0/24"],
         announce: vec![],
+        conn_extra: "",
         tunnels: vec![Tunnel {
             name: "op",
             local,
@@ -55,6 +56,7 @@ fn onprem() -> Gw {
         asn: 65010,
         prefixes: vec!["10.2.0.0/24"],
         announce: vec![],
+        conn_extra: "",
         tunnels: vec![
             Tunnel {
                 name: "az0",
@@ -244,6 +246,7 @@ fn full_mesh_two_devices_by_two_instances() {
         asn: 65515,
         prefixes: vec!["10.1.0.0/24"],
         announce: vec![],
+        conn_extra: "",
         tunnels: (0..2u8)
             .map(|d| Tunnel {
                 name: ["op1", "op2"][usize::from(d)],
@@ -260,6 +263,7 @@ fn full_mesh_two_devices_by_two_instances() {
         asn: 65010 + u32::from(d),
         prefixes: vec![["10.2.0.0/24", "10.3.0.0/24"][usize::from(d)]],
         announce: vec![],
+        conn_extra: "",
         tunnels: (0..2u8)
             .map(|k| Tunnel {
                 name: ["az0", "az1"][usize::from(k)],

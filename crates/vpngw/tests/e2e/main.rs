@@ -5,6 +5,7 @@
 //! prints what it measured. (`netns_tests::fabric` builds the sites.)
 
 mod active_active;
+mod liveness;
 mod minimal_prefix;
 mod static_mode;
 mod transit;
@@ -54,6 +55,9 @@ pub struct Gw {
     pub prefixes: Vec<&'static str>,
     pub announce: Vec<&'static str>,
     pub tunnels: Vec<Tunnel>,
+    /// Replaces the scenarios' DPD settings in every connection (and may
+    /// add keys), e.g. `dpd_interval = "200ms"`.
+    pub conn_extra: &'static str,
 }
 
 /// BGP timers of every session in these scenarios: keepalive 1 s, hold
@@ -80,7 +84,7 @@ impl Gw {
             t.push_str(&format!(
                 "\n[[connection]]\nname = \"{}\"\nlocal_address = \"{}\"\nremote_address = \"{}\"\n\
                  psk_file = \"{}\"\ninitiate = {}\ntun_name = \"vti-{}\"\ntunnel_address = \"{}\"\n\
-                 tunnel_peer = \"{}\"\ndpd_interval = 1\ndpd_timeout = 9\n",
+                 tunnel_peer = \"{}\"\n{}\n",
                 c.name,
                 c.local,
                 c.remote,
@@ -88,7 +92,12 @@ impl Gw {
                 c.initiate,
                 c.name,
                 c.addr,
-                c.peer_addr
+                c.peer_addr,
+                if self.conn_extra.is_empty() {
+                    "dpd_interval = 1\ndpd_timeout = 9"
+                } else {
+                    self.conn_extra
+                }
             ));
             match &c.routing {
                 Routing::Bgp(asn) => t.push_str(&format!(

@@ -36,6 +36,7 @@ fn gw_g(initiate_t1: bool) -> Gw {
         asn: 65515,
         prefixes: vec!["10.1.0.0/24", "10.1.1.0/24"],
         announce: vec![],
+        conn_extra: "",
         tunnels: vec![
             Tunnel {
                 name: "p1",
@@ -64,6 +65,7 @@ fn gw_p1() -> Gw {
         asn: 65010,
         prefixes: vec!["10.2.0.0/24"],
         announce: ODD.to_vec(),
+        conn_extra: "",
         tunnels: vec![Tunnel {
             name: "g",
             local: "198.51.100.1",
@@ -81,6 +83,7 @@ fn gw_p2() -> Gw {
         asn: 65020,
         prefixes: vec!["10.3.0.0/24"],
         announce: vec![],
+        conn_extra: "",
         tunnels: vec![Tunnel {
             name: "g",
             local: "203.0.113.1",

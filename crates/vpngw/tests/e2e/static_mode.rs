@@ -25,6 +25,7 @@ fn gw(
         asn,
         prefixes: vec![prefix],
         announce: vec![],
+        conn_extra: "",
         tunnels: vec![Tunnel {
             name: "t1",
             local,

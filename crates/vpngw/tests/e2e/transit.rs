@@ -54,6 +54,7 @@ fn gw(asn: u32, prefix: &'static str, tunnels: Vec<Tunnel>) -> Gw {
         asn,
         prefixes: vec![prefix],
         announce: vec![],
+        conn_extra: "",
         tunnels,
     }
 }
