@@ -278,7 +278,7 @@ ike_proposals = ["{ike}"]
 esp_proposals = ["{esp}"]
 tunnel_address = "{bgp_addr}"
 tunnel_peer = "{peer_bgp_addr}"
-
+{bfd}
 [connection.bgp]
 peer_asn = {peer_asn}
 keepalive = {keepalive}
@@ -300,6 +300,12 @@ hold = {hold}
             keepalive = spec.bgp.keepalive,
             hold = spec.bgp.hold,
             sock = dir.join(&format!("{name}.sock")).display(),
+            // BIRD's timers in the lab: 100 ms x 3.
+            bfd = if spec.bgp.bfd {
+                "\n[connection.bfd]\ninterval = \"100ms\"\nmultiplier = 3\n"
+            } else {
+                ""
+            },
         );
         let conf = dir.write(&format!("{name}.vpngw.toml"), &config);
         let daemon = crate::Proc::spawn(
@@ -353,7 +359,7 @@ impl SiteGateway for VpngwSite {
     }
 
     fn bfd_up(&self) -> Result<String, String> {
-        Err("vpngw does not run BFD yet".into())
+        self.log_has("BFD up")
     }
 
     fn delete_tunnel(&self) -> Result<(), String> {

@@ -128,7 +128,15 @@ struct RawConnection {
     tunnel_address: Option<IpAddr>,
     tunnel_peer: Option<IpAddr>,
     bgp: Option<RawBgp>,
+    bfd: Option<RawBfd>,
     static_routes: Option<Vec<IpNet>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBfd {
+    interval: Option<DurationValue>,
+    multiplier: Option<u8>,
 }
 
 /// A duration in the file: whole seconds (`10`) or a string with a unit
@@ -303,6 +311,15 @@ pub struct Bgp {
     pub hold: Duration,
 }
 
+/// BFD across the tunnel (RFC 5880/5881, between the tunnel addresses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bfd {
+    /// How often we send and can receive once up.
+    pub interval: Duration,
+    /// Missed intervals before the peer is declared down.
+    pub multiplier: u8,
+}
+
 /// What a connection routes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Routing {
@@ -366,6 +383,9 @@ pub struct Connection {
     pub tunnel_peer: Option<IpAddr>,
     /// BGP or static routes.
     pub routing: Routing,
+    /// BFD across the tunnel: when it says the peer is gone, the tunnel's
+    /// routes and BGP session leave at once.
+    pub bfd: Option<Bfd>,
 }
 
 /// The default control socket.
@@ -716,6 +736,34 @@ fn connection(
         }
     };
 
+    let bfd = match rc.bfd {
+        None => None,
+        Some(b) => {
+            if rc.tunnel_address.is_none() {
+                return Err(cx.invalid(
+                    k("bfd"),
+                    "BFD runs between tunnel_address and tunnel_peer: set both",
+                ));
+            }
+            let interval = duration(
+                cx,
+                &k("bfd.interval"),
+                b.interval.as_ref(),
+                Duration::from_millis(300),
+                Duration::from_millis(10),
+                Duration::from_secs(10),
+            )?;
+            let multiplier = b.multiplier.unwrap_or(3);
+            if multiplier == 0 {
+                return Err(cx.invalid(k("bfd.multiplier"), "expected 1..=255 (default 3)"));
+            }
+            Some(Bfd {
+                interval,
+                multiplier,
+            })
+        }
+    };
+
     Ok(Connection {
         local_id: rc.local_id.unwrap_or_else(|| rc.local_address.to_string()),
         remote_id: rc
@@ -743,6 +791,7 @@ fn connection(
         tunnel_address: rc.tunnel_address,
         tunnel_peer: rc.tunnel_peer,
         routing,
+        bfd,
     })
 }
 
@@ -956,6 +1005,36 @@ static_routes = ["10.9.0.0/16"]
         ));
         assert!(
             e.contains("dpd_timeout: expected more than dpd_interval"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bfd_needs_tunnel_addresses_and_takes_its_timers() {
+        let t = GOOD.replace(
+            "[connection.bgp]\npeer_asn = 65010",
+            "[connection.bfd]\ninterval = \"100ms\"\n\n[connection.bgp]\npeer_asn = 65010",
+        );
+        let c = parse(Path::new("x.toml"), &t, &env).unwrap();
+        assert_eq!(
+            c.connections[0].bfd,
+            Some(Bfd {
+                interval: Duration::from_millis(100),
+                multiplier: 3
+            })
+        );
+        assert_eq!(c.connections[1].bfd, None);
+        let e = err(&GOOD.replace(
+            "static_routes = [\"10.9.0.0/16\"]",
+            "static_routes = [\"10.9.0.0/16\"]\n[connection.bfd]",
+        ));
+        assert!(
+            e.contains("connection[branch].bfd: BFD runs between tunnel_address and tunnel_peer"),
+            "{e}"
+        );
+        let e = err(&t.replace("interval = \"100ms\"", "interval = \"1ms\""));
+        assert!(
+            e.contains("connection[onprem-1].bfd.interval: expected 10ms"),
             "{e}"
         );
     }

@@ -144,6 +144,10 @@ pub(crate) struct Conn {
     was_down: bool,
     /// Up, but held down until then (flap damping).
     pub(crate) rejoin_at: Option<Instant>,
+    /// Its BFD session.
+    bfd: Option<vpngw_bfd::SessionId>,
+    /// What BFD last said (None: no BFD, or no word yet).
+    pub(crate) bfd_up: Option<bool>,
 }
 
 impl Conn {
@@ -165,6 +169,9 @@ pub(crate) struct Daemon {
     pub(crate) statics: BTreeMap<IpNet, Vec<TunnelId>>,
     pub(crate) bgp: Option<BgpHandle>,
     bgp_events: Option<mpsc::UnboundedReceiver<BgpEvent>>,
+    /// BFD, started with the first connection that asks for it.
+    bfd: Option<vpngw_bfd::Handle>,
+    bfd_events: Option<mpsc::UnboundedReceiver<(vpngw_bfd::SessionId, vpngw_bfd::session::Event)>>,
 }
 
 /// Runs the daemon on `config` (read from `file`, which `reload` and
@@ -191,6 +198,8 @@ pub async fn run(config: Config, file: PathBuf) -> std::io::Result<()> {
         statics: BTreeMap::new(),
         bgp,
         bgp_events,
+        bfd: None,
+        bfd_events: None,
     };
     let mut next_peer = 0;
     for c in connections {
@@ -225,6 +234,7 @@ pub async fn run(config: Config, file: PathBuf) -> std::io::Result<()> {
         tokio::select! {
             (group, event) = next_ike_event(&mut daemon.ike_events) => daemon.on_ike_event(group, event),
             Some(event) = recv_bgp(&mut daemon.bgp_events) => daemon.on_bgp_event(event),
+            Some((session, event)) = recv_bfd(&mut daemon.bfd_events) => daemon.on_bfd_event(session, event),
             Some(incoming) = control_rx.recv() => daemon.on_request(incoming).await,
             _ = sighup.recv() => {
                 info!("SIGHUP: reloading {}", daemon.file.display());
@@ -260,6 +270,15 @@ async fn next_ike_event(rxs: &mut [mpsc::UnboundedReceiver<IkeEvent>]) -> (usize
 }
 
 async fn recv_bgp(rx: &mut Option<mpsc::UnboundedReceiver<BgpEvent>>) -> Option<BgpEvent> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn recv_bfd(
+    rx: &mut Option<mpsc::UnboundedReceiver<(vpngw_bfd::SessionId, vpngw_bfd::session::Event)>>,
+) -> Option<(vpngw_bfd::SessionId, vpngw_bfd::session::Event)> {
     match rx {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
@@ -466,6 +485,12 @@ impl Daemon {
             (Routing::Bgp(b), None) => Some(self.add_peer(peer_config(&c, b)).await?),
             (Routing::Static(_), _) => None,
         };
+        let bfd = match (c.bfd, c.tunnel_address, c.tunnel_peer) {
+            (Some(b), Some(local), Some(peer)) => {
+                Some(self.add_bfd(&c.name, local, peer, b).await?)
+            }
+            _ => None,
+        };
         info!(
             connection = %c.name,
             local = %c.local_address,
@@ -486,8 +511,93 @@ impl Daemon {
             last_inbound: 0,
             was_down: false,
             rejoin_at: None,
+            bfd,
+            bfd_up: None,
         }));
         Ok(())
+    }
+
+    /// A BFD session across a tunnel (the BFD driver is started with the
+    /// first). It runs from now on: while the tunnel is down its packets go
+    /// nowhere and it stays down.
+    async fn add_bfd(
+        &mut self,
+        name: &str,
+        local: IpAddr,
+        peer: IpAddr,
+        b: config::Bfd,
+    ) -> std::io::Result<vpngw_bfd::SessionId> {
+        if self.bfd.is_none() {
+            let (handle, events) = vpngw_bfd::Bfd::spawn(vpngw_bfd::DriverConfig::default())
+                .map_err(|e| {
+                    std::io::Error::new(e.kind(), format!("cannot start BFD (UDP 3784): {e}"))
+                })?;
+            self.bfd = Some(handle);
+            self.bfd_events = Some(events);
+        }
+        let handle = self
+            .bfd
+            .as_ref()
+            .ok_or_else(|| std::io::Error::other("BFD driver missing"))?;
+        let config = vpngw_bfd::SessionConfig {
+            local_discr: 0,
+            desired_min_tx: b.interval,
+            required_min_rx: b.interval,
+            detect_mult: b.multiplier,
+        };
+        handle
+            .add_session(local, peer, config)
+            .await
+            .map_err(|e| std::io::Error::other(format!("connection {name}: BFD: {e}")))
+    }
+
+    /// BFD says the peer is (again) reachable across the tunnel, or not.
+    /// Down takes the tunnel out of service — routes and BGP session — while
+    /// IKE and ESP go on, so BFD can see it come back; up rejoins it
+    /// (after the hold-down, if one is set).
+    fn on_bfd_event(&mut self, session: vpngw_bfd::SessionId, event: vpngw_bfd::session::Event) {
+        let Some(slot) = self
+            .conns
+            .iter()
+            .position(|c| c.as_ref().is_some_and(|c| c.bfd == Some(session)))
+        else {
+            return;
+        };
+        let name = self.name(slot).to_string();
+        let span = info_span!("connection", name = %name);
+        let _enter = span.enter();
+        let Some(Some(c)) = self.conns.get_mut(slot) else {
+            return;
+        };
+        let was = c.bfd_up;
+        let tunnel_up = c.up_since.is_some();
+        match event {
+            vpngw_bfd::session::Event::Up => {
+                c.bfd_up = Some(true);
+                info!("BFD up");
+                if was == Some(false) && tunnel_up {
+                    let hold_down = c.cfg.hold_down;
+                    if hold_down.is_zero() {
+                        self.rejoin(slot, true);
+                    } else {
+                        c.rejoin_at = Some(Instant::now() + hold_down);
+                        info!(?hold_down, "held down after BFD's failure");
+                    }
+                }
+            }
+            // Down before ever up (a peer that has not answered yet, or
+            // runs no BFD) changes nothing: only a lost peer counts.
+            vpngw_bfd::session::Event::Down(_) if was != Some(true) => {}
+            vpngw_bfd::session::Event::Down(diag) => {
+                c.bfd_up = Some(false);
+                warn!(diagnostic = ?diag, "BFD down");
+                if tunnel_up {
+                    c.rejoin_at = None;
+                    warn!("BFD lost the peer: the tunnel leaves its routes and BGP session");
+                    self.rejoin(slot, false);
+                }
+            }
+        }
     }
 
     /// A BGP peer added while running (the speaker is started if this is
@@ -535,6 +645,9 @@ impl Daemon {
             .send(RouteCommand::RemoveTunnel(conn.tunnel_id()));
         if let (Some(bgp), Some(peer)) = (&self.bgp, conn.peer) {
             bgp.remove_peer(peer);
+        }
+        if let (Some(bfd), Some(session)) = (&self.bfd, conn.bfd) {
+            bfd.remove_session(session);
         }
         if let Some(g) = self.groups.get_mut(conn.group) {
             let _ = g.commands.send(IkeCommand::RemoveConnection(conn.ike));
@@ -715,7 +828,7 @@ impl Daemon {
                     let _ = g.commands.send(IkeCommand::InboundTraffic(c.ike));
                 }
             }
-            if c.rejoin_at.is_some_and(|t| t <= now) {
+            if c.rejoin_at.is_some_and(|t| t <= now) && c.bfd_up != Some(false) {
                 c.rejoin_at = None;
                 rejoin.push(slot);
             }
@@ -810,11 +923,13 @@ impl Daemon {
             }
         }
         let hold_down = c.cfg.hold_down;
-        let held = up && c.was_down && !hold_down.is_zero();
+        // A tunnel whose BFD session is down waits for it.
+        let bfd_down = c.bfd_up == Some(false);
+        let held = up && ((c.was_down && !hold_down.is_zero()) || bfd_down);
         if let Some(Some(c)) = self.conns.get_mut(slot) {
             if up {
                 c.up_since = Some(Instant::now());
-                c.rejoin_at = held.then(|| Instant::now() + hold_down);
+                c.rejoin_at = (held && !bfd_down).then(|| Instant::now() + hold_down);
             } else {
                 c.up_since = None;
                 c.child = None;
@@ -824,7 +939,9 @@ impl Daemon {
                 c.rejoin_at = None;
             }
         }
-        if held {
+        if bfd_down && up {
+            info!("tunnel up, waiting for BFD");
+        } else if held {
             info!(?hold_down, "tunnel up, held down after its failure");
         } else {
             self.rejoin(slot, up);
@@ -1015,6 +1132,9 @@ impl Daemon {
         info!("stopping: deleting SAs");
         if let Some(bgp) = &self.bgp {
             bgp.shutdown();
+        }
+        if let Some(bfd) = &self.bfd {
+            bfd.shutdown();
         }
         for c in self.conns.iter().flatten() {
             if let Some(counters) = self

@@ -92,3 +92,51 @@ fn peer_delete_withdraws_routes_at_once_and_recovers() {
     });
     assert!(ping.contains("3 received"), "{ping}");
 }
+
+/// BFD (100 ms x 3) between vpngw and BIRD across the tunnel: a silent
+/// underlay failure takes the routes out of both kernel tables within a
+/// second — vpngw's and BIRD's (the reference lab's figure with BIRD on
+/// both sides is 0.28-0.36 s).
+#[test]
+fn bfd_with_bird_withdraws_routes_within_a_second_of_underlay_loss() {
+    let lab = TwoSiteLab::start(&LabOptions {
+        a: VPNGW,
+        bgp: vpngw_netns_tests::lab::BgpPlan {
+            bfd: true,
+            ..Default::default()
+        },
+        ..LabOptions::default()
+    });
+    check(&lab);
+    let ours = lab.wait_bfd_up(SETUP);
+    println!("vpngw: {ours}");
+    let theirs = wait_until("BIRD's BFD session up", SETUP, || {
+        let s = lab.gw_b.bfd_up()?;
+        Ok::<_, String>(s)
+    });
+    println!("BIRD: {theirs}");
+    let cut = std::time::Instant::now();
+    lab.blackhole_underlay();
+    let mut vpngw_took = None;
+    wait_until(
+        "both LAN routes to leave the kernel tables",
+        Duration::from_secs(5),
+        || {
+            if vpngw_took.is_none() && lab.a.gw.route(SITE_B.lan).is_none() {
+                vpngw_took = Some(cut.elapsed());
+            }
+            match lab.any_lan_route() {
+                Some(route) => Err(route),
+                None => Ok(()),
+            }
+        },
+    );
+    let both = cut.elapsed();
+    let vpngw_took = vpngw_took.unwrap_or(both);
+    println!("vpngw withdrew BIRD's LAN {vpngw_took:?} after the underlay was cut; both tables clean after {both:?}");
+    assert!(
+        vpngw_took < Duration::from_secs(1),
+        "vpngw took {vpngw_took:?} (BFD 100 ms x 3)"
+    );
+    assert!(both < Duration::from_secs(1), "{both:?}");
+}

@@ -7,6 +7,7 @@
 mod active_active;
 mod liveness;
 mod minimal_prefix;
+mod restart;
 mod static_mode;
 mod transit;
 
@@ -143,7 +144,8 @@ impl Daemon {
             config,
         };
         wait_until(&format!("vpngw {site} to answer"), SETUP, || {
-            if d.socket.exists() {
+            // Answering, not just there: a killed daemon leaves its socket.
+            if std::os::unix::net::UnixStream::connect(&d.socket).is_ok() {
                 Ok(())
             } else {
                 Err(d.proc.log())
