@@ -19,6 +19,7 @@
 //! Test code panics to fail, so this library uses `expect` freely.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+pub mod bench_lab;
 pub mod bird;
 pub mod bird_peer;
 pub mod fabric;
