@@ -29,7 +29,8 @@ use std::time::{Duration, Instant};
 use vpngw_netns_tests::netns::unique_id;
 use vpngw_netns_tests::{veth, wait_until, Netns, Proc, WorkDir};
 
-const PSK: &str = "demo-only-pre-shared-key-0123456789";
+/// The demo's pre-shared key (the demo is no place for a real one).
+pub const PSK: &str = "demo-only-pre-shared-key-0123456789";
 const SETUP: Duration = Duration::from_secs(40);
 
 /// One tunnel as one side configures it.

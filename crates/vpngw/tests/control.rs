@@ -432,3 +432,71 @@ fn control_socket_is_root_only_and_a_second_daemon_is_refused() {
     let err = fails(&t.dir.join("nothing.sock"), &["status"]);
     assert!(err.contains("cannot reach the daemon"), "{err}");
 }
+
+/// Secrets never reach the logs: both daemons at the most verbose level
+/// through setup, BGP, a child rekey and an IKE rekey; then no PSK bytes,
+/// no long hex strings (keys), no byte-array dumps in either log.
+#[test]
+fn secrets_stay_out_of_the_most_verbose_logs() {
+    // Read by Topology::start for the daemons' RUST_LOG (this test runs in
+    // its own process under nextest).
+    std::env::set_var("VPNGW_DEMO_LOG", "trace");
+    let t = started();
+    let before = spis(&t, "onprem-t1");
+    for args in [
+        ["rekey", "onprem-t1", "--ike"],
+        ["rekey", "onprem-t2", "--"],
+    ] {
+        let args: Vec<&str> = args.iter().copied().filter(|a| *a != "--").collect();
+        let out = Command::new(VPNGW)
+            .args(&args)
+            .arg("--socket")
+            .arg(&t.sock_a)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    wait_until("the rekeys", Duration::from_secs(10), || {
+        let now = spis(&t, "onprem-t1");
+        if now[0] != before[0] {
+            Ok(())
+        } else {
+            Err(format!("{now:?}"))
+        }
+    });
+    t.wait_ecmp(2).unwrap();
+    let psk = vpngw::demo::PSK;
+    let mut lines = 0;
+    for log in [t.daemon_a.log(), t.daemon_b.log()] {
+        lines += log.lines().count();
+        assert!(!log.contains(psk), "the PSK is in the log");
+        let psk_hex: String = psk.bytes().map(|b| format!("{b:02x}")).collect();
+        assert!(
+            !log.contains(&psk_hex[..16]),
+            "the PSK, in hex, is in the log"
+        );
+        for line in log.lines() {
+            let mut run = 0;
+            for c in line.chars() {
+                run = if c.is_ascii_hexdigit() { run + 1 } else { 0 };
+                assert!(run < 32, "a long hex string (a key?) in: {line}");
+            }
+            let numbers = line
+                .split(|c: char| c == '[' || c == ']')
+                .map(|part| part.split(", ").filter(|n| n.parse::<u8>().is_ok()).count())
+                .max()
+                .unwrap_or(0);
+            assert!(numbers < 16, "a byte array in: {line}");
+        }
+    }
+    let all = format!("{}{}", t.daemon_a.log(), t.daemon_b.log());
+    assert!(
+        all.contains(" DEBUG ") || all.contains(" TRACE "),
+        "the most verbose level was on"
+    );
+    println!("{lines} log lines at trace level, no secret in them");
+}
