@@ -116,6 +116,27 @@ pub struct SasReport {
     pub connections: Vec<SaStatus>,
     /// Datagrams on port 4500 of no connection.
     pub unmatched: UnmatchedCounters,
+    /// IKE messages by what became of them (all local addresses).
+    #[serde(default)]
+    pub ike: IkeCounters,
+}
+
+/// What the IKE endpoints did with the messages they got.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct IkeCounters {
+    /// Processed by an SA.
+    pub accepted: u64,
+    /// IKE_SA_INIT from an address no connection names (dropped).
+    pub unknown_peer: u64,
+    /// For no SA we have (dropped).
+    pub unknown_spi: u64,
+    /// Not IKE at all.
+    pub malformed: u64,
+    /// IKE_SA_INIT answered with a COOKIE challenge (many half-open SAs:
+    /// a flood, or a busy moment).
+    pub cookie_challenges: u64,
+    /// Send failures.
+    pub send_errors: u64,
 }
 
 /// Port 4500 traffic that matched no connection.

@@ -75,6 +75,7 @@ pub(crate) struct Gather {
     statics: BTreeMap<IpNet, Vec<TunnelId>>,
     unmatched: UnmatchedCounters,
     ike: Vec<Option<oneshot::Receiver<Vec<ConnStatus>>>>,
+    ike_counters: Vec<oneshot::Receiver<vpngw_tunnel::driver::ike::DriverCounters>>,
     routes: Option<oneshot::Receiver<Installed>>,
     bgp: Option<BgpHandle>,
 }
@@ -119,7 +120,12 @@ impl Gather {
         }
         let mut unmatched = UnmatchedCounters::default();
         let mut ike = Vec::new();
+        let mut ike_counters = Vec::new();
         for g in d.groups() {
+            let (tx, rx) = oneshot::channel();
+            if g.commands.send(IkeCommand::Counters(tx)).is_ok() {
+                ike_counters.push(rx);
+            }
             let (unknown_spi, malformed, _) = g.datapath.global_counters();
             unmatched.unknown_spi += unknown_spi;
             unmatched.malformed += malformed;
@@ -142,6 +148,7 @@ impl Gather {
             statics: d.statics.clone(),
             unmatched,
             ike,
+            ike_counters,
             routes,
             bgp: d.bgp.clone(),
         }
@@ -285,9 +292,21 @@ impl Gather {
                 }
             })
             .collect();
+        let mut counters = crate::control::IkeCounters::default();
+        for rx in std::mem::take(&mut self.ike_counters) {
+            if let Ok(c) = rx.await {
+                counters.accepted += c.endpoint.accepted;
+                counters.unknown_peer += c.endpoint.unknown_peer;
+                counters.unknown_spi += c.endpoint.unknown_spi;
+                counters.malformed += c.endpoint.malformed + c.malformed;
+                counters.cookie_challenges += c.endpoint.cookie_challenges;
+                counters.send_errors += c.send_errors;
+            }
+        }
         SasReport {
             connections,
             unmatched: self.unmatched,
+            ike: counters,
         }
     }
 

@@ -193,6 +193,12 @@ pub fn sas(r: &SasReport) -> String {
         "UDP 4500 of no connection: unknown SPI {}, malformed {}",
         r.unmatched.unknown_spi, r.unmatched.malformed
     );
+    let i = &r.ike;
+    let _ = writeln!(
+        out,
+        "IKE messages: accepted {}, from unknown peers {}, unknown SPI {}, malformed {}, answered with a cookie {}, send errors {}",
+        i.accepted, i.unknown_peer, i.unknown_spi, i.malformed, i.cookie_challenges, i.send_errors
+    );
     out
 }
 
