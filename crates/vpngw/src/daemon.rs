@@ -55,6 +55,8 @@ use crate::report;
 /// with each of the retries.
 const RETRANSMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 const RETRANSMIT_TRIES: u32 = 5;
+/// How long a deleted child's inbound SA still accepts packets.
+const INBOUND_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// An IKE identity from the configuration: an IP address, `keyid:...`,
 /// `user@domain`, or an FQDN.
@@ -171,6 +173,9 @@ pub(crate) struct Daemon {
     bgp_events: Option<mpsc::UnboundedReceiver<BgpEvent>>,
     /// BFD, started with the first connection that asks for it.
     bfd: Option<vpngw_bfd::Handle>,
+    /// Inbound SAs of deleted children, kept a moment for packets the peer
+    /// sent before it deleted them: (when to remove, group, SPI).
+    retiring: Vec<(Instant, usize, u32)>,
     bfd_events: Option<mpsc::UnboundedReceiver<(vpngw_bfd::SessionId, vpngw_bfd::session::Event)>>,
 }
 
@@ -200,6 +205,7 @@ pub async fn run(config: Config, file: PathBuf) -> std::io::Result<()> {
         bgp_events,
         bfd: None,
         bfd_events: None,
+        retiring: Vec::new(),
     };
     let mut next_peer = 0;
     for c in connections {
@@ -717,8 +723,14 @@ impl Daemon {
         match e.event {
             Event::ChildInstalled(child) => self.install(slot, &child, e.peer, None),
             Event::ChildDeleted { spi_in, spi_out } => {
+                // Outbound stops now; inbound stays for INBOUND_GRACE: the
+                // peer's last packets under it may arrive after its DELETE
+                // (they leave from another thread than the DELETE did).
                 if let Some((c, g)) = self.conn_group(slot) {
-                    g.datapath.remove(c.ike.0, spi_in, spi_out);
+                    g.datapath.clear_outbound(c.ike.0, spi_out);
+                    let group = c.group;
+                    self.retiring
+                        .push((Instant::now() + INBOUND_GRACE, group, spi_in));
                 }
                 let current = self
                     .conns
@@ -837,6 +849,16 @@ impl Daemon {
             info!(connection = %self.name(slot), "hold-down over: the tunnel rejoins");
             self.rejoin(slot, true);
         }
+        let groups = &self.groups;
+        self.retiring.retain(|(at, group, spi)| {
+            if *at > now {
+                return true;
+            }
+            if let Some(g) = groups.get(*group) {
+                g.datapath.remove_inbound(*spi);
+            }
+            false
+        });
     }
 
     fn on_bgp_event(&mut self, event: BgpEvent) {

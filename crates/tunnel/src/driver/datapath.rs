@@ -502,6 +502,19 @@ impl Datapath {
         }
     }
 
+    /// Stops sending on outbound SA `spi_out` of connection `conn` (if it
+    /// is still the one in use; a staged successor takes over).
+    pub fn clear_outbound(&self, conn: usize, spi_out: u32) {
+        if let Some(t) = self.tunnels.get(&conn) {
+            let _ = t.tx.send(TxCommand::Clear { spi: spi_out });
+        }
+    }
+
+    /// Forgets inbound SA `spi_in`.
+    pub fn remove_inbound(&self, spi_in: u32) {
+        let _ = self.rx.send(RxCommand::Remove { spi: spi_in });
+    }
+
     /// Connection `conn`'s TUN device (None if it has no tunnel).
     pub fn tun(&self, conn: usize) -> Option<&Tun> {
         self.tunnels.get(&conn).map(|t| t.tun.as_ref())
@@ -871,10 +884,15 @@ impl RxWorker {
             coalescer: Coalescer::new(),
             tunnel: None,
         };
+        let mut parked = Parked::new();
         let fd = self.socket.as_raw_fd();
         while !self.stop.load(Ordering::Relaxed) {
             wait_readable(fd);
             self.drain_commands(&mut tunnels, &mut table);
+            if !parked.is_empty() {
+                let expired = parked.retry(|p| self.esp(&mut table, p, &mut gro));
+                bump(&self.global.unknown_spi, expired);
+            }
             let n = batch.recv(fd);
             for i in 0..n {
                 let Some((from, buf, seg)) = batch.message(i) else {
@@ -892,7 +910,22 @@ impl RxWorker {
                         }
                         Natt::Keepalive => {}
                         Natt::Malformed => bump(&self.global.malformed, 1),
-                        Natt::Esp(_) => self.esp(&mut table, datagram, &mut gro),
+                        Natt::Esp(_) => {
+                            if !self.esp(&mut table, datagram, &mut gro) {
+                                // An SA installed since this batch's commands
+                                // were drained (the peer may use a new SA the
+                                // moment our answer reaches it): look again,
+                                // and if it is still unknown keep it a moment
+                                // — the control plane may not have told us
+                                // yet.
+                                self.drain_commands(&mut tunnels, &mut table);
+                                if !self.esp(&mut table, datagram, &mut gro)
+                                    && !parked.park(datagram)
+                                {
+                                    bump(&self.global.unknown_spi, 1);
+                                }
+                            }
+                        }
                     }
                 }
             }
@@ -900,16 +933,16 @@ impl RxWorker {
         }
     }
 
-    fn esp(&self, table: &mut HashMap<u32, Inbound>, packet: &mut [u8], gro: &mut Gro) {
+    /// Opens one ESP packet and passes it on; false if no SA has its SPI.
+    fn esp(&self, table: &mut HashMap<u32, Inbound>, packet: &mut [u8], gro: &mut Gro) -> bool {
         let Some(spi) = packet
             .get(..4)
             .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
         else {
-            return;
+            return true;
         };
         let Some(entry) = table.get_mut(&spi) else {
-            bump(&self.global.unknown_spi, 1);
-            return;
+            return false;
         };
         let tunnel = &entry.tunnel;
         let counters = &tunnel.counters;
@@ -919,7 +952,7 @@ impl RxWorker {
                     let _ = tunnel.tx.send(TxCommand::Activate { spi });
                 }
                 let Some(inner) = packet.get_mut(opened.inner) else {
-                    return;
+                    return true;
                 };
                 if tunnel.clamp != 0 {
                     clamp_mss(inner, tunnel.clamp);
@@ -948,6 +981,7 @@ impl RxWorker {
                 | OpenError::Dummy,
             ) => bump(&counters.drop_malformed, 1),
         }
+        true
     }
 }
 
@@ -1024,4 +1058,64 @@ impl Gro {
 /// what each optimisation gives (`docs/bench.md`), never needed otherwise.
 pub fn disabled(feature: &str) -> bool {
     std::env::var("VPNGW_DATAPATH_DISABLE").is_ok_and(|v| v.split(',').any(|f| f.trim() == feature))
+}
+
+/// ESP packets for an SPI we do not have yet, kept a moment: the peer may
+/// start using a new child SA a little before our control plane has told
+/// the receive thread about it (its answer and our install race). A few
+/// slots, allocated once; a packet still unknown after [`PARK_FOR`] counts
+/// as an unknown SPI.
+struct Parked {
+    slots: Vec<(Option<std::time::Instant>, usize, Vec<u8>)>,
+}
+
+/// Parked packets per receive thread.
+const PARK_SLOTS: usize = 32;
+/// How long a parked packet waits for its SA.
+const PARK_FOR: std::time::Duration = std::time::Duration::from_millis(200);
+
+impl Parked {
+    fn new() -> Parked {
+        Parked {
+            slots: (0..PARK_SLOTS)
+                .map(|_| (None, 0, vec![0u8; BUF_LEN]))
+                .collect(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.slots.iter().all(|s| s.0.is_none())
+    }
+
+    /// Keeps a copy of `packet`; false if there is no room (or it is too
+    /// large to keep).
+    fn park(&mut self, packet: &[u8]) -> bool {
+        let Some(slot) = self
+            .slots
+            .iter_mut()
+            .find(|s| s.0.is_none() && s.2.len() >= packet.len())
+        else {
+            return false;
+        };
+        slot.2[..packet.len()].copy_from_slice(packet);
+        slot.1 = packet.len();
+        slot.0 = Some(std::time::Instant::now());
+        true
+    }
+
+    /// Offers every parked packet to `open` again (which says whether its
+    /// SA was found); returns how many expired.
+    fn retry(&mut self, mut open: impl FnMut(&mut [u8]) -> bool) -> u64 {
+        let mut expired = 0;
+        for slot in &mut self.slots {
+            let Some(at) = slot.0 else { continue };
+            if open(&mut slot.2[..slot.1]) {
+                slot.0 = None;
+            } else if at.elapsed() > PARK_FOR {
+                slot.0 = None;
+                expired += 1;
+            }
+        }
+        expired
+    }
 }

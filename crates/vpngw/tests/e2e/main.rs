@@ -8,6 +8,7 @@ mod active_active;
 mod flood;
 mod liveness;
 mod minimal_prefix;
+mod rekey;
 mod restart;
 mod static_mode;
 mod transit;
