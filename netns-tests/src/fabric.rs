@@ -190,6 +190,22 @@ impl Fabric {
         self.wan.run_checked_nft("flush chain inet fabric forward");
     }
 
+    /// Drops `percent` % of everything the router forwards, at random, on
+    /// every path both ways (a lossy provider network); 0 ends it. Its own
+    /// chain: [`Fabric::mend`] leaves it in place.
+    pub fn lossy(&self, percent: f64) {
+        let per_10k = (percent * 100.0).round().clamp(0.0, 10_000.0) as u32;
+        self.wan.run_checked_nft(
+            "add chain inet fabric loss { type filter hook forward priority 10; policy accept; }",
+        );
+        self.wan.run_checked_nft("flush chain inet fabric loss");
+        if per_10k > 0 {
+            self.wan.run_checked_nft(&format!(
+                "add rule inet fabric loss numgen random mod 10000 < {per_10k} drop"
+            ));
+        }
+    }
+
     /// Pings `to` from `site`'s host (from its address `.{src}`):
     /// Ok(output) if replies came back within `count` tries.
     pub fn ping(&self, site: &str, src: u8, to: &str, count: u32) -> Result<String, String> {

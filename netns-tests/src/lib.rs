@@ -23,6 +23,7 @@ pub mod bench_lab;
 pub mod bird;
 pub mod bird_peer;
 pub mod fabric;
+pub mod failover_lab;
 pub mod lab;
 pub mod netns;
 pub mod process;

@@ -486,7 +486,7 @@ fn secrets_stay_out_of_the_most_verbose_logs() {
                 assert!(run < 32, "a long hex string (a key?) in: {line}");
             }
             let numbers = line
-                .split(|c: char| c == '[' || c == ']')
+                .split(['[', ']'])
                 .map(|part| part.split(", ").filter(|n| n.parse::<u8>().is_ok()).count())
                 .max()
                 .unwrap_or(0);
