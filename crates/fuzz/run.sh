@@ -34,7 +34,8 @@ if ! "${fuzz[@]}" build --fuzz-dir . >"$log/build" 2>&1; then
     exit 1
 fi
 triple=$(rustc -vV | sed -n 's/^host: //p')
-bin_dir=target/$triple/release
+# Where cargo put the binaries (CARGO_TARGET_DIR if the caller set one).
+bin_dir=${CARGO_TARGET_DIR:-$PWD/target}/$triple/release
 
 targets=$("${fuzz[@]}" list --fuzz-dir .)
 if [ -z "$targets" ]; then
