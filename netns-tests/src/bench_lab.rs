@@ -16,8 +16,9 @@
 
 use std::fs::File;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::SystemTime;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -721,6 +722,65 @@ fn last_line(text: &str) -> String {
         .unwrap_or("no output")
         .trim()
         .to_string()
+}
+
+/// `$VPNGW_BIN`, or `target/release/vpngw` in the workspace (in
+/// `$CARGO_TARGET_DIR` if that is set). A relative path that does not exist
+/// from here (cargo runs benches in the package's directory) is taken from
+/// the workspace root.
+pub fn vpngw_binary() -> PathBuf {
+    let root = workspace_root();
+    let path = match std::env::var_os("VPNGW_BIN") {
+        Some(bin) => PathBuf::from(bin),
+        None => match std::env::var_os("CARGO_TARGET_DIR") {
+            Some(dir) => PathBuf::from(dir).join("release/vpngw"),
+            None => PathBuf::from("target/release/vpngw"),
+        },
+    };
+    if path.is_absolute() {
+        path
+    } else if path.exists() {
+        std::env::current_dir().map_or(path.clone(), |cwd| cwd.join(&path))
+    } else {
+        root.join(path)
+    }
+}
+
+/// The workspace's root directory.
+pub fn workspace_root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).to_path_buf()
+}
+
+/// A source file of the workspace's crates (`crates/*/src`) newer than
+/// `binary`, if any.
+pub fn newer_source(binary: &Path) -> Option<PathBuf> {
+    fn newest(dir: &Path, best: &mut Option<(SystemTime, PathBuf)>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                newest(&path, best);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                if let Ok(modified) = entry.metadata().and_then(|m| m.modified()) {
+                    if best.as_ref().is_none_or(|(t, _)| modified > *t) {
+                        *best = Some((modified, path));
+                    }
+                }
+            }
+        }
+    }
+    let built = std::fs::metadata(binary).and_then(|m| m.modified()).ok()?;
+    let mut best = None;
+    for krate in std::fs::read_dir(workspace_root().join("crates"))
+        .ok()?
+        .flatten()
+    {
+        newest(&krate.path().join("src"), &mut best);
+    }
+    best.filter(|(t, _)| *t > built).map(|(_, p)| p)
 }
 
 #[cfg(test)]
