@@ -706,7 +706,7 @@ fn run_loss(opts: &Options) -> (String, bool) {
     }
     out.push_str(
         "\nRoute withdrawals: the route to the other side's LAN gone from a gateway's kernel \
-         table and back (`ip monitor route` in each gateway's namespace: its comebacks, plus \
+         table and back (`ip monitor route nexthop` in each gateway's namespace: its comebacks, plus \
          one if it is missing at the end); BFD / tunnel / BGP session down: vpngw's log lines, all four \
          gateways. Each is a false failover: nothing failed but the loss.\n",
     );
