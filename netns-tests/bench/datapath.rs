@@ -30,7 +30,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use vpngw_netns_tests::bench_lab::{
-    cpu_busy_seconds, newer_source, vpngw_binary, BenchLab, Datapath, LoadedRun, UdpRun,
+    check_vpngw_binary, cpu_busy_seconds, vpngw_binary, BenchLab, Datapath, LoadedRun, UdpRun,
 };
 
 /// UDP payload of the "1400-byte" packets: 1372 + 8 (UDP) + 20 (IPv4) =
@@ -92,20 +92,8 @@ fn main() -> ExitCode {
         }
     };
     vpngw_netns_tests::require_root();
-    if !opts.vpngw.is_file() {
-        eprintln!(
-            "datapath: no vpngw binary at {}\n  build it with `cargo build --release -p vpngw`, \
-             or point VPNGW_BIN at one",
-            opts.vpngw.display()
-        );
+    if !check_vpngw_binary("datapath", &opts.vpngw) {
         return ExitCode::from(2);
-    }
-    if let Some(newer) = newer_source(&opts.vpngw) {
-        eprintln!(
-            "datapath: warning: {} is older than {}: rebuild it with `cargo build --release -p vpngw`",
-            opts.vpngw.display(),
-            newer.display()
-        );
     }
 
     let busy_before = machine_busy(Duration::from_millis(500));

@@ -38,7 +38,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use vpngw_netns_tests::bench_lab::{newer_source, vpngw_binary};
+use vpngw_netns_tests::bench_lab::{check_vpngw_binary, vpngw_binary};
 use vpngw_netns_tests::failover_lab::{
     Events, FailoverLab, Stack, Stream, StreamFlow, VpngwRouting, VpngwTimers, AZ1, OPA, OPB,
 };
@@ -178,20 +178,8 @@ fn main() -> ExitCode {
         }
     };
     vpngw_netns_tests::require_root();
-    if !opts.vpngw.is_file() {
-        eprintln!(
-            "failover: no vpngw binary at {}\n  build it with `cargo build --release -p vpngw`, \
-             or point VPNGW_BIN at one",
-            opts.vpngw.display()
-        );
+    if !check_vpngw_binary("failover", &opts.vpngw) {
         return ExitCode::from(2);
-    }
-    if let Some(newer) = newer_source(&opts.vpngw) {
-        eprintln!(
-            "failover: warning: {} is older than {}: rebuild it with `cargo build --release -p vpngw`",
-            opts.vpngw.display(),
-            newer.display()
-        );
     }
     let (text, ok) = if opts.loss {
         run_loss(&opts)

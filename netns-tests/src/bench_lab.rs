@@ -752,9 +752,30 @@ pub fn workspace_root() -> PathBuf {
     manifest.parent().unwrap_or(manifest).to_path_buf()
 }
 
+/// Whether `binary` is there (else says how to build it, as `bench`); warns
+/// when a source file is newer than it.
+pub fn check_vpngw_binary(bench: &str, binary: &Path) -> bool {
+    if !binary.is_file() {
+        eprintln!(
+            "{bench}: no vpngw binary at {}\n  build it with `cargo build --release -p vpngw`, \
+             or point VPNGW_BIN at one",
+            binary.display()
+        );
+        return false;
+    }
+    if let Some(newer) = newer_source(binary) {
+        eprintln!(
+            "{bench}: warning: {} is older than {}: rebuild it with `cargo build --release -p vpngw`",
+            binary.display(),
+            newer.display()
+        );
+    }
+    true
+}
+
 /// A source file of the workspace's crates (`crates/*/src`) newer than
 /// `binary`, if any.
-pub fn newer_source(binary: &Path) -> Option<PathBuf> {
+fn newer_source(binary: &Path) -> Option<PathBuf> {
     fn newest(dir: &Path, best: &mut Option<(SystemTime, PathBuf)>) {
         let Ok(entries) = std::fs::read_dir(dir) else {
             return;
