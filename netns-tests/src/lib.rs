@@ -20,6 +20,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 pub mod bench_lab;
+pub mod bgp_feed;
 pub mod bird;
 pub mod bird_peer;
 pub mod fabric;
@@ -27,6 +28,7 @@ pub mod failover_lab;
 pub mod lab;
 pub mod netns;
 pub mod process;
+pub mod route_watch;
 pub mod strongswan;
 pub mod traffic;
 pub mod wait;

@@ -429,25 +429,41 @@ impl AdjRibIn {
     }
 }
 
-/// The Loc-RIB entry of one prefix: the best path, the ECMP set of paths
-/// equal to it, and every other path with the step that made it lose.
+/// The Loc-RIB entry of one prefix: the best path and the other paths of
+/// its ECMP set. Kept small — a full table has a million of them: the
+/// paths that lost, and why, are worked out again when asked
+/// ([`crate::Speaker::decision`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocRibEntry {
     /// The best path.
     pub best: Route,
-    /// The paths equal to the best up to the router-id step (the best
-    /// first): traffic is spread over their next hops.
-    pub ecmp: Vec<Route>,
-    /// The paths that lost, each with the decision step that eliminated it
-    /// (ECMP members that lost only the final tie-breaks are listed too).
-    pub lost: Vec<(Route, TieBreaker)>,
+    /// The other paths equal to the best up to the router-id step: traffic
+    /// is spread over their next hops too. Empty (no allocation) for a
+    /// prefix with one path.
+    pub others: Box<[Route]>,
 }
 
 impl LocRibEntry {
+    /// The ECMP set, the best first.
+    pub fn ecmp(&self) -> impl Iterator<Item = &Route> {
+        std::iter::once(&self.best).chain(self.others.iter())
+    }
+
+    /// How many paths the ECMP set has.
+    pub fn ecmp_len(&self) -> usize {
+        1 + self.others.len()
+    }
+
+    /// Whether both entries select the same paths.
+    pub fn same_paths(&self, other: &LocRibEntry) -> bool {
+        self.ecmp_len() == other.ecmp_len()
+            && self.ecmp().zip(other.ecmp()).all(|(a, b)| a.same_path(b))
+    }
+
     /// The distinct next hops of the ECMP set, with the peer of each.
     pub fn next_hops(&self) -> Vec<NextHop> {
-        let mut out: Vec<NextHop> = Vec::new();
-        for r in &self.ecmp {
+        let mut out: Vec<NextHop> = Vec::with_capacity(self.ecmp_len());
+        for r in self.ecmp() {
             let hop = NextHop {
                 peer: r.peer,
                 address: r.attrs.next_hop,
@@ -458,6 +474,17 @@ impl LocRibEntry {
         }
         out
     }
+}
+
+/// The decision for one prefix in full: the Loc-RIB entry and every path
+/// that lost, with the step that eliminated it (ECMP members that lost
+/// only the final tie-breaks are listed too).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// What the Loc-RIB holds.
+    pub entry: LocRibEntry,
+    /// The paths that lost and why.
+    pub lost: Vec<(Route, TieBreaker)>,
 }
 
 /// One next hop of a best path.
@@ -518,7 +545,8 @@ impl AdjRibOut {
         &self.advertised
     }
 
-    /// Routes not advertised, and why.
+    /// Routes not advertised, and why (except those learned from this peer,
+    /// which are never sent back to it).
     pub fn held_back(&self) -> &BTreeMap<IpNet, ExportRefusal> {
         &self.held_back
     }
@@ -529,9 +557,15 @@ impl AdjRibOut {
     }
 
     /// Holds `prefix` back; returns whether it was advertised (and so must
-    /// be withdrawn).
+    /// be withdrawn). A route not sent back to the peer it came from is
+    /// not recorded: that is every route of a peer feeding a full table,
+    /// and the reason is plain from the Loc-RIB.
     pub(crate) fn hold_back(&mut self, prefix: IpNet, reason: ExportRefusal) -> bool {
-        self.held_back.insert(prefix, reason);
+        if reason == ExportRefusal::LearnedFromPeer {
+            self.held_back.remove(&prefix);
+        } else {
+            self.held_back.insert(prefix, reason);
+        }
         self.advertised.remove(&prefix).is_some()
     }
 

@@ -52,8 +52,8 @@ use crate::config::{ConfigError, ConfigWarning, Gateway, PeerConfig, Profile, Sp
 use crate::decision::{self, Candidate, PathSource};
 use crate::policy::{ExportRefusal, ImportRefusal, Policy};
 use crate::rib::{
-    AdjRibIn, AdjRibOut, AttributeStore, LocRib, LocRibEntry, NextHop, PathAttributes, Refused,
-    Route,
+    AdjRibIn, AdjRibOut, AttributeStore, Decision, LocRib, LocRibEntry, NextHop, PathAttributes,
+    Refused, Route,
 };
 use crate::session::{
     ConnectionId, DownReason, Event as SessionEvent, Input, Negotiated, Output as SessionOutput,
@@ -838,16 +838,12 @@ impl Speaker {
     fn decide(&mut self, prefixes: Vec<IpNet>) {
         let prefixes: BTreeSet<IpNet> = prefixes.into_iter().collect();
         for prefix in prefixes {
-            let new = self.select(&prefix);
+            let new = self.select(&prefix, false).map(|d| d.entry);
             let old = self.loc_rib.set(prefix, new.clone());
             let changed = match (&old, &new) {
                 (None, None) => false,
                 (Some(_), None) | (None, Some(_)) => true,
-                (Some(o), Some(n)) => {
-                    !o.best.same_path(&n.best)
-                        || o.ecmp.len() != n.ecmp.len()
-                        || o.ecmp.iter().zip(&n.ecmp).any(|(a, b)| !a.same_path(b))
-                }
+                (Some(o), Some(n)) => !o.same_paths(n),
             };
             if !changed {
                 continue;
@@ -867,7 +863,14 @@ impl Speaker {
         }
     }
 
-    fn select(&self, prefix: &IpNet) -> Option<LocRibEntry> {
+    /// The decision process for `prefix` in full, with the paths that
+    /// lost and why (the Loc-RIB keeps only the winners).
+    pub fn decision(&self, prefix: &IpNet) -> Option<Decision> {
+        self.select(prefix, true)
+    }
+
+    /// The decision for `prefix`; the losers are listed only if `lost`.
+    fn select(&self, prefix: &IpNet, lost: bool) -> Option<Decision> {
         // Our own origination is preferred to any learned path, and is not
         // a Loc-RIB route (own prefixes never get this far: refused on
         // import).
@@ -901,14 +904,25 @@ impl Speaker {
             .collect();
         let selection = decision::select(&candidates)?;
         let route = |i: usize| routes.get(i).map(|(r, _)| r.clone());
-        Some(LocRibEntry {
-            best: route(selection.best)?,
-            ecmp: selection.ecmp.iter().filter_map(|i| route(*i)).collect(),
-            lost: selection
-                .lost
-                .iter()
-                .filter_map(|(i, why)| route(*i).map(|r| (r, *why)))
-                .collect(),
+        Some(Decision {
+            entry: LocRibEntry {
+                best: route(selection.best)?,
+                others: selection
+                    .ecmp
+                    .iter()
+                    .filter(|&&i| i != selection.best)
+                    .filter_map(|i| route(*i))
+                    .collect(),
+            },
+            lost: if lost {
+                selection
+                    .lost
+                    .iter()
+                    .filter_map(|(i, why)| route(*i).map(|r| (r, *why)))
+                    .collect()
+            } else {
+                Vec::new()
+            },
         })
     }
 

@@ -4,7 +4,7 @@
 //! asks it for the operations of each step, sends them, and reports back
 //! each one that succeeded.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use ipnet::IpNet;
 
@@ -29,7 +29,7 @@ pub struct RouteTable {
     model: NexthopModel,
     /// Prefix → the group of its tunnel set (a model group even in
     /// multipath mode, where it is never sent to the kernel).
-    desired: HashMap<IpNet, NhId>,
+    desired: BTreeMap<IpNet, NhId>,
     installed: KernelState,
     dirty: HashSet<IpNet>,
 }
@@ -40,7 +40,7 @@ impl RouteTable {
         RouteTable {
             mode,
             model: NexthopModel::new(id_base),
-            desired: HashMap::new(),
+            desired: BTreeMap::new(),
             installed: KernelState::default(),
             dirty: HashSet::new(),
         }
@@ -216,7 +216,9 @@ impl RouteTable {
     /// Step 2: route operations for every prefix that may have changed;
     /// they are no longer dirty after this.
     pub fn plan_routes(&mut self) -> Vec<Op> {
-        let dirty: Vec<IpNet> = self.dirty.drain().collect();
+        // Taken, not drained: a drained set keeps its capacity, tens of
+        // megabytes after a full table.
+        let dirty: Vec<IpNet> = std::mem::take(&mut self.dirty).into_iter().collect();
         diff::route_changes(&dirty, |p| self.desired_target(p), &self.installed)
     }
 

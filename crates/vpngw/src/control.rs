@@ -29,8 +29,13 @@ pub enum Request {
     Status,
     /// IKE and child SAs with their counters.
     Sas,
-    /// BGP neighbors and their routes.
-    Bgp,
+    /// BGP neighbors with their prefix counts; with a neighbor, its routes
+    /// too (received, refused, advertised).
+    Bgp {
+        /// The neighbor whose routes to list.
+        #[serde(default)]
+        neighbor: Option<String>,
+    },
     /// Kernel routes we own; with a prefix, why it is or is not installed.
     Routes {
         /// The prefix to explain.
@@ -258,11 +263,22 @@ pub struct Neighbor {
     pub hold_time: Option<u16>,
     /// Why it last went down.
     pub last_down: Option<String>,
-    /// Routes it sent that we accepted.
+    /// How many routes it sent that we accepted.
+    pub accepted_count: usize,
+    /// How many routes it sent that we refused.
+    pub refused_count: usize,
+    /// How many routes we advertise to it.
+    pub advertised_count: usize,
+    /// Routes it sent that we accepted (only for the neighbor asked about:
+    /// a full table is not listed for every neighbor on every request).
+    #[serde(default)]
     pub accepted: Vec<BgpRoute>,
-    /// Routes it sent that we refused, with the reason.
+    /// Routes it sent that we refused, with the reason (neighbor asked
+    /// about only).
+    #[serde(default)]
     pub refused: Vec<RefusedRoute>,
-    /// Routes we advertise to it.
+    /// Routes we advertise to it (neighbor asked about only).
+    #[serde(default)]
     pub advertised: Vec<BgpRoute>,
 }
 

@@ -29,7 +29,7 @@ use std::time::Instant;
 
 use ipnet::IpNet;
 use tokio::sync::{mpsc, oneshot, watch};
-use tracing::{info, info_span, warn};
+use tracing::{debug, info, info_span, warn};
 use vpngw_bgp::driver::{
     Driver as BgpDriver, DriverConfig as BgpDriverConfig, Handle as BgpHandle,
 };
@@ -177,6 +177,9 @@ pub(crate) struct Daemon {
     /// sent before it deleted them: (when to remove, group, SPI).
     retiring: Vec<(Instant, usize, u32)>,
     bfd_events: Option<mpsc::UnboundedReceiver<(vpngw_bfd::SessionId, vpngw_bfd::session::Event)>>,
+    /// Best-path changes since the last burst ended, and the count at the
+    /// last tick: a burst is over when a tick sees no new ones.
+    churn: (u64, u64),
 }
 
 /// Runs the daemon on `config` (read from `file`, which `reload` and
@@ -206,6 +209,7 @@ pub async fn run(config: Config, file: PathBuf) -> std::io::Result<()> {
         bfd: None,
         bfd_events: None,
         retiring: Vec::new(),
+        churn: (0, 0),
     };
     let mut next_peer = 0;
     for c in connections {
@@ -822,6 +826,7 @@ impl Daemon {
     /// whose hold-down is over.
     fn tick(&mut self) {
         let now = Instant::now();
+        self.after_burst();
         let mut rejoin = Vec::new();
         for (slot, c) in self.conns.iter_mut().enumerate() {
             let Some(c) = c else { continue };
@@ -861,6 +866,25 @@ impl Daemon {
         });
     }
 
+    /// Once a burst of route changes (a full table arriving or leaving) is
+    /// over, hands the memory its queues and batches used back to the
+    /// system: the allocator would otherwise keep it, and a gateway that
+    /// once took a full table would look as if it still held two.
+    fn after_burst(&mut self) {
+        let (count, seen) = self.churn;
+        if count == 0 {
+            return;
+        }
+        if count != seen {
+            self.churn.1 = count;
+            return;
+        }
+        if count >= 10_000 {
+            vpngw_routes::release_free_memory();
+        }
+        self.churn = (0, 0);
+    }
+
     fn on_bgp_event(&mut self, event: BgpEvent) {
         let tunnel_of = |peer: PeerId| -> Option<TunnelId> {
             self.conns
@@ -898,11 +922,13 @@ impl Daemon {
                     .filter_map(|nh| tunnel_of(nh.peer))
                     .collect();
                 tunnels.dedup();
-                info!(%prefix, tunnels = ?tunnels.iter().map(|t| t.0.as_str()).collect::<Vec<_>>(), "BGP best path");
+                self.churn.0 += 1;
+                debug!(%prefix, tunnels = ?tunnels.iter().map(|t| t.0.as_str()).collect::<Vec<_>>(), "BGP best path");
                 let _ = self.routes.send(RouteCommand::SetRoute(prefix, tunnels));
             }
             BgpEvent::Withdrawn { prefix } => {
-                info!(%prefix, "BGP route withdrawn");
+                debug!(%prefix, "BGP route withdrawn");
+                self.churn.0 += 1;
                 let _ = self.routes.send(RouteCommand::Withdraw(prefix));
             }
             BgpEvent::Refused { peer, routes } => {
@@ -997,10 +1023,13 @@ impl Daemon {
                 Err(e) => Reply::Error(e),
             },
             Request::Rekey { connection, ike } => self.rekey(&connection, ike),
-            request @ (Request::Status | Request::Sas | Request::Bgp | Request::Routes { .. }) => {
+            request @ (Request::Status
+            | Request::Sas
+            | Request::Bgp { .. }
+            | Request::Routes { .. }) => {
                 // Gathered on another task: the IKE driver counts on this
                 // loop to install SAs promptly.
-                let view = report::Gather::new(self);
+                let view = report::Gather::new(self, &request);
                 tokio::spawn(async move {
                     let _ = incoming.reply.send(view.answer(request).await);
                 });

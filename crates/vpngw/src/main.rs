@@ -165,11 +165,14 @@ fn ask(
 
 fn bgp(socket: &std::path::Path, neighbor: Option<&str>, json: bool) -> ExitCode {
     let Some(name) = neighbor else {
-        return ask(socket, Request::Bgp, json, |v| {
+        return ask(socket, Request::Bgp { neighbor: None }, json, |v| {
             Ok(vpngw::show::bgp(&serde_json::from_value(v)?))
         });
     };
-    let report: vpngw::control::BgpReport = match control::request(socket, &Request::Bgp)
+    let request = Request::Bgp {
+        neighbor: Some(name.to_string()),
+    };
+    let report: vpngw::control::BgpReport = match control::request(socket, &request)
         .map_err(|e| e.to_string())
         .and_then(|v| serde_json::from_value(v).map_err(|e| e.to_string()))
     {

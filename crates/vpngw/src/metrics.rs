@@ -103,7 +103,7 @@ async fn ask<T: serde::de::DeserializeOwned>(
 async fn collect(daemon: &mpsc::UnboundedSender<Incoming>) -> Result<String, String> {
     let status: StatusReport = ask(daemon, Request::Status).await?;
     let sas: SasReport = ask(daemon, Request::Sas).await?;
-    let bgp: BgpReport = ask(daemon, Request::Bgp).await?;
+    let bgp: BgpReport = ask(daemon, Request::Bgp { neighbor: None }).await?;
     Ok(render(&status, &sas, &bgp))
 }
 
@@ -228,9 +228,9 @@ pub fn render(status: &StatusReport, sas: &SasReport, bgp: &BgpReport) -> String
         let peer = format!("peer=\"{}\"", esc(&n.name));
         established.push((peer.clone(), u64::from(n.state == "Established")));
         for (kind, v) in [
-            ("accepted", n.accepted.len()),
-            ("refused", n.refused.len()),
-            ("advertised", n.advertised.len()),
+            ("accepted", n.accepted_count),
+            ("refused", n.refused_count),
+            ("advertised", n.advertised_count),
         ] {
             prefixes.push((format!("{peer},kind=\"{kind}\""), v as u64));
         }

@@ -15,7 +15,7 @@ use ipnet::IpNet;
 use tokio::sync::oneshot;
 use vpngw_bgp::driver::Handle as BgpHandle;
 use vpngw_bgp::{PeerId, Speaker};
-use vpngw_routes::{KernelState, NexthopObject, RouteTable, RouteTarget, TunnelId};
+use vpngw_routes::{KernelState, NexthopObject, NhId, RouteTable, RouteTarget, TunnelId};
 use vpngw_tunnel::driver::datapath::CounterSnapshot;
 use vpngw_tunnel::driver::ike::{ConnStatus, IkeCommand};
 use vpngw_tunnel::ike::endpoint::ConnId;
@@ -77,12 +77,21 @@ pub(crate) struct Gather {
     ike: Vec<Option<oneshot::Receiver<Vec<ConnStatus>>>>,
     ike_counters: Vec<oneshot::Receiver<vpngw_tunnel::driver::ike::DriverCounters>>,
     routes: Option<oneshot::Receiver<Installed>>,
+    route_counts: Option<oneshot::Receiver<RouteCounts>>,
     bgp: Option<BgpHandle>,
 }
 
+/// How many routes of ours the kernel has, in all and through each
+/// interface (what `status` shows, without listing a full table).
+#[derive(Debug, Default)]
+struct RouteCounts {
+    total: usize,
+    by_ifindex: HashMap<u32, usize>,
+}
+
 impl Gather {
-    /// Takes the daemon's state and asks the drivers.
-    pub(crate) fn new(d: &Daemon) -> Gather {
+    /// Takes the daemon's state and asks the drivers what `request` needs.
+    pub(crate) fn new(d: &Daemon, request: &Request) -> Gather {
         let now = Instant::now();
         let mut conns = Vec::new();
         for c in d.conns.iter().flatten() {
@@ -132,14 +141,32 @@ impl Gather {
             let (tx, rx) = oneshot::channel();
             ike.push(g.commands.send(IkeCommand::Status(tx)).ok().map(|()| rx));
         }
-        let (tx, rx) = oneshot::channel();
-        let routes = d
-            .routes
-            .inspect(move |table| {
-                let _ = tx.send(installed(table));
-            })
-            .ok()
-            .map(|()| rx);
+        // The kernel table is walked only for the reports that show it.
+        let mut routes = None;
+        let mut route_counts = None;
+        match request {
+            Request::Routes { .. } => {
+                let (tx, rx) = oneshot::channel();
+                routes = d
+                    .routes
+                    .inspect(move |table| {
+                        let _ = tx.send(installed(table));
+                    })
+                    .ok()
+                    .map(|()| rx);
+            }
+            Request::Status => {
+                let (tx, rx) = oneshot::channel();
+                route_counts = d
+                    .routes
+                    .inspect(move |table| {
+                        let _ = tx.send(route_counts_of(table));
+                    })
+                    .ok()
+                    .map(|()| rx);
+            }
+            Request::Sas | Request::Bgp { .. } | Request::Reload | Request::Rekey { .. } => {}
+        }
         Gather {
             gateway: d.gateway.clone(),
             file: d.file.clone(),
@@ -150,6 +177,7 @@ impl Gather {
             ike,
             ike_counters,
             routes,
+            route_counts,
             bgp: d.bgp.clone(),
         }
     }
@@ -159,7 +187,7 @@ impl Gather {
         match request {
             Request::Status => ok(&self.status().await),
             Request::Sas => ok(&self.sas().await),
-            Request::Bgp => ok(&self.bgp().await),
+            Request::Bgp { neighbor } => ok(&self.bgp(neighbor).await),
             Request::Routes { prefix } => ok(&self.routes(prefix).await),
             Request::Reload | Request::Rekey { .. } => {
                 Reply::Error("internal: not a show request".into())
@@ -185,9 +213,14 @@ impl Gather {
         out
     }
 
-    async fn bgp_view(&self, prefix: Option<IpNet>) -> Option<(BgpReport, PrefixView)> {
+    async fn bgp_view(
+        &self,
+        prefix: Option<IpNet>,
+        neighbor: Option<String>,
+    ) -> Option<(BgpReport, PrefixView)> {
         let bgp = self.bgp.as_ref()?;
-        bgp.inspect(move |s| bgp_view(s, prefix)).await
+        bgp.inspect(move |s| bgp_view(s, prefix, neighbor.as_deref()))
+            .await
     }
 
     fn name_of_ifindex(&self, ifindex: u32) -> String {
@@ -198,9 +231,12 @@ impl Gather {
     }
 
     async fn status(mut self) -> StatusReport {
-        let installed = self.installed().await;
+        let counts = match self.route_counts.take() {
+            Some(rx) => rx.await.unwrap_or_default(),
+            None => RouteCounts::default(),
+        };
         let ike = self.ike_status().await;
-        let bgp = self.bgp_view(None).await;
+        let bgp = self.bgp_view(None, None).await;
         let connections = self
             .conns
             .iter()
@@ -223,13 +259,10 @@ impl Gather {
                     bgp_state: neighbor.map(|n| n.state.clone()),
                     prefixes: match (&c.statics, neighbor) {
                         (Some(p), _) => p.len(),
-                        (None, Some(n)) => n.accepted.len(),
+                        (None, Some(n)) => n.accepted_count,
                         (None, None) => 0,
                     },
-                    routes: installed
-                        .values()
-                        .filter(|ifs| ifs.contains(&c.ifindex))
-                        .count(),
+                    routes: counts.by_ifindex.get(&c.ifindex).copied().unwrap_or(0),
                 }
             })
             .collect();
@@ -242,7 +275,7 @@ impl Gather {
             router_id: self.gateway.router_id,
             local_prefixes: self.gateway.local_prefixes.clone(),
             kernel_table: self.gateway.kernel_table,
-            kernel_routes: installed.len(),
+            kernel_routes: counts.total,
             connections,
         }
     }
@@ -310,8 +343,8 @@ impl Gather {
         }
     }
 
-    async fn bgp(self) -> BgpReport {
-        match self.bgp_view(None).await {
+    async fn bgp(self, neighbor: Option<String>) -> BgpReport {
+        match self.bgp_view(None, neighbor).await {
             Some((mut report, _)) => {
                 report.local_prefixes = self.gateway.local_prefixes.clone();
                 report
@@ -356,7 +389,7 @@ impl Gather {
     /// could carry it, tunnel → SA → BGP → policy, then the kernel.
     async fn explain(&mut self, prefix: IpNet, installed: &Installed) -> Explanation {
         let ike = self.ike_status().await;
-        let bgp = self.bgp_view(Some(prefix)).await;
+        let bgp = self.bgp_view(Some(prefix), None).await;
         let mut steps = Vec::new();
         let step = |layer: &str, connection: Option<&str>, ok: bool, detail: String| Step {
             layer: layer.into(),
@@ -530,6 +563,47 @@ impl Gather {
     }
 }
 
+/// Our routes in the kernel, counted in all and per interface.
+fn route_counts_of(table: &RouteTable) -> RouteCounts {
+    let state: &KernelState = table.installed();
+    // Interfaces per nexthop id, worked out once per id, not per route.
+    let mut per_nexthop: HashMap<NhId, Vec<u32>> = HashMap::new();
+    for (id, object) in state.nexthops() {
+        let ifs = match object {
+            NexthopObject::Single { path, .. } => vec![path.ifindex],
+            NexthopObject::Group { members } => members
+                .iter()
+                .filter_map(|m| match state.nexthops().get(m) {
+                    Some(NexthopObject::Single { path, .. }) => Some(path.ifindex),
+                    Some(NexthopObject::Group { .. } | NexthopObject::Foreign) | None => None,
+                })
+                .collect(),
+            NexthopObject::Foreign => Vec::new(),
+        };
+        per_nexthop.insert(*id, ifs);
+    }
+    let mut counts = RouteCounts {
+        total: state.routes().len(),
+        by_ifindex: HashMap::new(),
+    };
+    for (id, ifs) in &per_nexthop {
+        for i in ifs {
+            *counts.by_ifindex.entry(*i).or_default() += state.refs(*id);
+        }
+    }
+    for target in state.routes().values() {
+        if let RouteTarget::Paths(paths) = target {
+            let mut ifs: Vec<u32> = paths.iter().map(|p| p.ifindex).collect();
+            ifs.sort_unstable();
+            ifs.dedup();
+            for i in ifs {
+                *counts.by_ifindex.entry(i).or_default() += 1;
+            }
+        }
+    }
+    counts
+}
+
 /// Our routes as installed, each with its interfaces.
 fn installed(table: &RouteTable) -> Installed {
     let state: &KernelState = table.installed();
@@ -559,11 +633,13 @@ fn installed(table: &RouteTable) -> Installed {
         .collect()
 }
 
-fn bgp_view(s: &Speaker, prefix: Option<IpNet>) -> (BgpReport, PrefixView) {
+/// The BGP report; routes are listed for `neighbor` only (the others get
+/// counts), and `prefix`'s paths are looked at for an explanation.
+fn bgp_view(s: &Speaker, prefix: Option<IpNet>, neighbor: Option<&str>) -> (BgpReport, PrefixView) {
     let loc = s.loc_rib();
     let is_best = |prefix: &IpNet, peer: PeerId| {
         loc.get(prefix)
-            .is_some_and(|e| e.best.peer == peer || e.ecmp.iter().any(|r| r.peer == peer))
+            .is_some_and(|e| e.ecmp().any(|r| r.peer == peer))
     };
     let mut view = PrefixView::default();
     let mut neighbors = Vec::new();
@@ -577,6 +653,7 @@ fn bgp_view(s: &Speaker, prefix: Option<IpNet>) -> (BgpReport, PrefixView) {
                 view.refused.push((id, r.reason.to_string()));
             }
         }
+        let listed = neighbor == Some(p.config.name.as_str());
         neighbors.push(Neighbor {
             name: p.config.name.clone(),
             address: p.config.address,
@@ -585,10 +662,14 @@ fn bgp_view(s: &Speaker, prefix: Option<IpNet>) -> (BgpReport, PrefixView) {
             router_id: p.negotiated.map(|n| n.peer_router_id()),
             hold_time: p.negotiated.map(|n| n.hold_time),
             last_down: p.last_down.map(ToString::to_string),
+            accepted_count: p.adj_rib_in.accepted().len(),
+            refused_count: p.adj_rib_in.refused().len(),
+            advertised_count: p.adj_rib_out.advertised().len(),
             accepted: p
                 .adj_rib_in
                 .accepted()
                 .iter()
+                .filter(|_| listed)
                 .map(|(prefix, a)| BgpRoute {
                     prefix: *prefix,
                     as_path: a.as_path_text(),
@@ -600,6 +681,7 @@ fn bgp_view(s: &Speaker, prefix: Option<IpNet>) -> (BgpReport, PrefixView) {
                 .adj_rib_in
                 .refused()
                 .iter()
+                .filter(|_| listed)
                 .map(|(prefix, r)| RefusedRoute {
                     prefix: *prefix,
                     as_path: r.attrs.as_ref().map(|a| a.as_path_text()),
@@ -610,6 +692,7 @@ fn bgp_view(s: &Speaker, prefix: Option<IpNet>) -> (BgpReport, PrefixView) {
                 .adj_rib_out
                 .advertised()
                 .iter()
+                .filter(|_| listed)
                 .map(|(prefix, a)| BgpRoute {
                     prefix: *prefix,
                     as_path: a.as_path_text(),
@@ -619,10 +702,9 @@ fn bgp_view(s: &Speaker, prefix: Option<IpNet>) -> (BgpReport, PrefixView) {
                 .collect(),
         });
     }
-    if let Some(e) = prefix.and_then(|p| loc.get(&p)) {
-        view.best.push(e.best.peer);
-        view.best.extend(e.ecmp.iter().map(|r| r.peer));
-        view.lost = e
+    if let Some(d) = prefix.and_then(|p| s.decision(&p)) {
+        view.best.extend(d.entry.ecmp().map(|r| r.peer));
+        view.lost = d
             .lost
             .iter()
             .map(|(r, why)| (r.peer, why.to_string()))

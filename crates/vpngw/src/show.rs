@@ -220,10 +220,10 @@ pub fn bgp(r: &BgpReport) -> String {
                 n.address.to_string(),
                 n.asn.to_string(),
                 n.state.clone(),
-                (n.accepted.len() + n.refused.len()).to_string(),
-                n.accepted.len().to_string(),
-                n.refused.len().to_string(),
-                n.advertised.len().to_string(),
+                (n.accepted_count + n.refused_count).to_string(),
+                n.accepted_count.to_string(),
+                n.refused_count.to_string(),
+                n.advertised_count.to_string(),
                 n.last_down.clone().unwrap_or_else(|| "-".into()),
             ]
         })

@@ -228,8 +228,13 @@ fn equal_paths_over_two_tunnels_are_ecmp() {
         .unwrap();
     assert_eq!(last, 2);
     // The path that lost only the router-id tie-break keeps its reason.
-    assert_eq!(entry.lost.len(), 1);
-    assert!(entry.lost[0].1.keeps_ecmp());
+    let decision = net.nodes[2]
+        .speaker
+        .decision(&prefix("172.16.0.0/16"))
+        .unwrap();
+    assert_eq!(decision.entry, entry);
+    assert_eq!(decision.lost.len(), 1);
+    assert!(decision.lost[0].1.keeps_ecmp());
     // One tunnel fails: the set shrinks to the other next hop.
     net.nodes[2]
         .speaker

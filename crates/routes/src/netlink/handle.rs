@@ -20,6 +20,10 @@ use super::{enter_netns, ApplyReport, Config, Error, Event, Programmer};
 use crate::nexthop::{Tunnel, TunnelId};
 use crate::table::{Mode, RouteTable};
 
+/// An apply of this many route operations leaves enough freed memory
+/// behind to be worth handing back ([`crate::release_free_memory`]).
+const LARGE_APPLY: usize = 10_000;
+
 /// A look at the route table, run on the driver thread.
 type Inspect = Box<dyn FnOnce(&RouteTable) + Send>;
 
@@ -278,6 +282,9 @@ fn run(
             Ok(r) => {
                 if !r.failures.is_empty() {
                     on_event(Notice::Failed(r.failures.clone()));
+                }
+                if r.routes_replaced + r.routes_deleted >= LARGE_APPLY {
+                    crate::release_free_memory();
                 }
                 since_sync.merge(r);
             }

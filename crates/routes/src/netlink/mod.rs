@@ -247,7 +247,7 @@ impl Programmer {
     pub fn open(config: Config) -> Result<Programmer, Error> {
         let cmd = Socket::open(CMD_RCVBUF)?;
         let monitor = Socket::open(MONITOR_RCVBUF)?;
-        monitor.attach_filter(&wire::monitor_filter(config.protocol))?;
+        monitor.attach_filter(&wire::monitor_filter(config.protocol, cmd.portid()?))?;
         for group in [
             socket::RTNLGRP_LINK,
             socket::RTNLGRP_IPV4_ROUTE,

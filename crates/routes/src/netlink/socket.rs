@@ -100,6 +100,26 @@ impl Socket {
         }
     }
 
+    /// The port id the kernel gave this socket (what notifications caused
+    /// by our own requests carry in `nlmsg_pid`).
+    pub(crate) fn portid(&self) -> Result<u32, Error> {
+        // SAFETY: sockaddr_nl is plain data; zeroed is a valid value.
+        let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t;
+        // SAFETY: addr and len are valid for writing, len holds addr's size.
+        let rc = unsafe {
+            libc::getsockname(
+                self.fd.as_raw_fd(),
+                (&mut addr as *mut libc::sockaddr_nl).cast(),
+                &mut len,
+            )
+        };
+        if rc < 0 {
+            return Err(Error::io("read the netlink port id", last_errno()));
+        }
+        Ok(addr.nl_pid)
+    }
+
     /// Joins a multicast group.
     pub(crate) fn join(&self, group: u32) -> Result<(), Error> {
         let group = i32::try_from(group).unwrap_or(0);

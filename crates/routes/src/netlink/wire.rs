@@ -621,12 +621,15 @@ pub(crate) fn parse_link(payload: &[u8]) -> Option<(u32, bool)> {
 
 /// A classic BPF program for the notification socket: it lets through
 /// link changes, and deletions of routes and nexthops of `protocol` — what
-/// the driver acts on — and drops everything else (above all the echo of
-/// our own installs, which would flood the socket at a million routes).
-pub(crate) fn monitor_filter(protocol: u8) -> Vec<libc::sock_filter> {
+/// the driver acts on — unless our own request socket (`own_portid`) caused
+/// them, and drops everything else: above all the echo of our own installs
+/// and withdrawals, which would flood the socket at a million routes and
+/// force a resync.
+pub(crate) fn monitor_filter(protocol: u8, own_portid: u32) -> Vec<libc::sock_filter> {
     // BPF loads are big-endian; netlink headers are host order.
     let ty = |t: u16| u32::from(u16::from_be_bytes(t.to_ne_bytes()));
     let op = |code: u16, jt: u8, jf: u8, k: u32| libc::sock_filter { code, jt, jf, k };
+    const LDW_ABS: u16 = 0x20;
     const LDH_ABS: u16 = 0x28;
     const LDB_ABS: u16 = 0x30;
     const JEQ_K: u16 = 0x15;
@@ -634,17 +637,19 @@ pub(crate) fn monitor_filter(protocol: u8) -> Vec<libc::sock_filter> {
     const RET_K: u16 = 0x06;
     vec![
         op(LDH_ABS, 0, 0, 4),                 // 0: A = nlmsg_type
-        op(JEQ_K, 8, 0, ty(RTM_NEWLINK)),     // 1: -> 10 accept
-        op(JEQ_K, 7, 0, ty(RTM_DELLINK)),     // 2: -> 10 accept
+        op(JEQ_K, 10, 0, ty(RTM_NEWLINK)),    // 1: -> 12 accept
+        op(JEQ_K, 9, 0, ty(RTM_DELLINK)),     // 2: -> 12 accept
         op(JEQ_K, 2, 0, ty(RTM_DELROUTE)),    // 3: -> 6
         op(JEQ_K, 3, 0, ty(RTM_DELNEXTHOP)),  // 4: -> 8
         op(RET_K, 0, 0, 0),                   // 5: drop
         op(LDB_ABS, 0, 0, 16 + 5),            // 6: A = rtm_protocol
         op(JA, 0, 0, 1),                      // 7: -> 9
         op(LDB_ABS, 0, 0, 16 + 2),            // 8: A = nh_protocol
-        op(JEQ_K, 0, 1, u32::from(protocol)), // 9: -> 10 / 11
-        op(RET_K, 0, 0, u32::MAX),            // 10: accept
-        op(RET_K, 0, 0, 0),                   // 11: drop
+        op(JEQ_K, 0, 3, u32::from(protocol)), // 9: -> 10 / 13 drop
+        op(LDW_ABS, 0, 0, 12),                // 10: A = nlmsg_pid
+        op(JEQ_K, 1, 0, u32::from_be_bytes(own_portid.to_ne_bytes())), // 11: ours -> 13 drop
+        op(RET_K, 0, 0, u32::MAX),            // 12: accept
+        op(RET_K, 0, 0, 0),                   // 13: drop
     ]
 }
 
