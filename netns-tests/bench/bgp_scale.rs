@@ -450,6 +450,36 @@ fn vpngw_run(binary: &Path, table: &FeedTable) -> Row {
     std::thread::sleep(Duration::from_millis(500));
     (row.rss_kib, row.peak_kib) = rss_kib(pid);
     if std::env::var_os("BGP_SCALE_KILL_LOADED").is_some() {
+        std::thread::sleep(Duration::from_secs(5));
+        if let Ok(out) = Command::new("gdb")
+            .args(["-p", &pid.to_string(), "-batch", "-ex", "p mallinfo2()"])
+            .output()
+        {
+            for l in String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter(|l| l.contains("arena"))
+            {
+                eprintln!("mallinfo2: {l}");
+            }
+        }
+        if let Ok(smaps) = std::fs::read_to_string(format!("/proc/{pid}/smaps")) {
+            let mut name = String::new();
+            for line in smaps.lines() {
+                if line.contains('-') && !line.starts_with(|c: char| c.is_ascii_uppercase()) {
+                    name = line.to_string();
+                } else if let Some(kb) = line.strip_prefix("Rss:") {
+                    let kb: u64 = kb
+                        .trim()
+                        .trim_end_matches(" kB")
+                        .trim()
+                        .parse()
+                        .unwrap_or(0);
+                    if kb > 1024 {
+                        eprintln!("smaps: {kb:>8} kB  {name}");
+                    }
+                }
+            }
+        }
         // For a heap profiler's "leaked" report: what is live with the
         // table loaded. The receiver's config path names it alone.
         let _ = Command::new("pkill")

@@ -25,6 +25,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::AsRawFd;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -55,7 +56,30 @@ pub struct DriverConfig {
     /// not wasted on a route that does not exist yet (and then a whole
     /// ConnectRetry interval).
     pub start_sessions: bool,
+    /// Says when whoever takes the [`Event`]s is behind (the daemon's route
+    /// programmer, when the kernel installs slower than peers send): while
+    /// it returns true, the driver reads nothing more from the peers —
+    /// TCP then holds them back — so a full table arriving never queues
+    /// up in memory faster than the kernel takes it. Timers, commands and
+    /// what we send go on.
+    pub backpressure: Option<Backpressure>,
 }
+
+/// See [`DriverConfig::backpressure`].
+#[derive(Clone)]
+pub struct Backpressure(pub Arc<dyn Fn() -> bool + Send + Sync>);
+
+impl std::fmt::Debug for Backpressure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Backpressure")
+    }
+}
+
+/// Messages from the socket tasks the driver has not taken yet; a reader
+/// waits beyond that (what holds a peer back under backpressure).
+const NET_QUEUE: usize = 64;
+/// How often the driver looks again while held back.
+const BACKPRESSURE_POLL: Duration = Duration::from_millis(2);
 
 impl Default for DriverConfig {
     fn default() -> Self {
@@ -64,6 +88,7 @@ impl Default for DriverConfig {
             listen: Vec::new(),
             connect_timeout: Duration::from_secs(5),
             start_sessions: true,
+            backpressure: None,
         }
     }
 }
@@ -175,8 +200,8 @@ pub struct Driver {
     config: DriverConfig,
     commands: mpsc::UnboundedReceiver<Command>,
     events: mpsc::UnboundedSender<Event>,
-    net_tx: mpsc::UnboundedSender<Net>,
-    net_rx: mpsc::UnboundedReceiver<Net>,
+    net_tx: mpsc::Sender<Net>,
+    net_rx: mpsc::Receiver<Net>,
     connections: HashMap<ConnectionId, mpsc::UnboundedSender<ToConnection>>,
     attempts: HashMap<PeerId, JoinHandle<()>>,
     /// The accept loop of each address listened on.
@@ -202,7 +227,7 @@ impl Driver {
     ) -> (Driver, Handle, mpsc::UnboundedReceiver<Event>) {
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (ev_tx, ev_rx) = mpsc::unbounded_channel();
-        let (net_tx, net_rx) = mpsc::unbounded_channel();
+        let (net_tx, net_rx) = mpsc::channel(NET_QUEUE);
         let driver = Driver {
             speaker,
             config,
@@ -237,12 +262,18 @@ impl Driver {
                     None => std::future::pending::<()>().await,
                 }
             };
+            let held_back = self
+                .config
+                .backpressure
+                .as_ref()
+                .is_some_and(|busy| busy.0());
             tokio::select! {
-                net = self.net_rx.recv() => {
+                net = self.net_rx.recv(), if !held_back => {
                     if let Some(net) = net {
                         self.net(net);
                     }
                 }
+                () = tokio::time::sleep(BACKPRESSURE_POLL), if held_back => {}
                 cmd = self.commands.recv() => match cmd {
                     Some(Command::Shutdown) | None => break,
                     Some(cmd) => self.command(cmd).await,
@@ -397,7 +428,7 @@ impl Driver {
                                 io::Error::new(io::ErrorKind::TimedOut, "connect timed out"),
                             ),
                         };
-                        let _ = net.send(msg);
+                        let _ = net.send(msg).await;
                     });
                     self.attempts.insert(peer, task);
                 }
@@ -563,11 +594,11 @@ async fn connect(local: Option<IpAddr>, remote: SocketAddr) -> io::Result<TcpStr
     socket.connect(remote).await
 }
 
-async fn accept_loop(listener: TcpListener, net: mpsc::UnboundedSender<Net>) {
+async fn accept_loop(listener: TcpListener, net: mpsc::Sender<Net>) {
     loop {
         match listener.accept().await {
             Ok((stream, remote)) => {
-                if net.send(Net::Accepted(stream, remote)).is_err() {
+                if net.send(Net::Accepted(stream, remote)).await.is_err() {
                     return;
                 }
             }
@@ -584,36 +615,43 @@ async fn connection_task(
     id: ConnectionId,
     stream: TcpStream,
     mut rx: mpsc::UnboundedReceiver<ToConnection>,
-    net: mpsc::UnboundedSender<Net>,
+    net: mpsc::Sender<Net>,
 ) {
     let (mut rd, mut wr) = stream.into_split();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        tokio::select! {
-            read = rd.read(&mut buf) => match read {
+    // Reading on a task of its own: when the driver holds input back, the
+    // reader waits on the queue while what we send (keepalives above all)
+    // still goes out.
+    let reader_net = net.clone();
+    let reader = tokio::spawn(async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match rd.read(&mut buf).await {
                 Ok(0) | Err(_) => {
-                    let _ = net.send(Net::Closed(peer, id));
+                    let _ = reader_net.send(Net::Closed(peer, id)).await;
                     return;
                 }
                 Ok(n) => {
                     let data = buf.get(..n).unwrap_or_default().to_vec();
-                    if net.send(Net::Bytes(peer, id, data)).is_err() {
+                    if reader_net.send(Net::Bytes(peer, id, data)).await.is_err() {
                         return;
                     }
                 }
-            },
-            cmd = rx.recv() => match cmd {
-                Some(ToConnection::Data(bytes)) => {
-                    if wr.write_all(&bytes).await.is_err() {
-                        let _ = net.send(Net::Closed(peer, id));
-                        return;
-                    }
+            }
+        }
+    });
+    loop {
+        match rx.recv().await {
+            Some(ToConnection::Data(bytes)) => {
+                if wr.write_all(&bytes).await.is_err() {
+                    let _ = net.send(Net::Closed(peer, id)).await;
+                    break;
                 }
-                Some(ToConnection::Close) | None => {
-                    let _ = wr.shutdown().await;
-                    return;
-                }
-            },
+            }
+            Some(ToConnection::Close) | None => {
+                let _ = wr.shutdown().await;
+                break;
+            }
         }
     }
+    reader.abort();
 }

@@ -8,11 +8,12 @@
 //! `Arc`s point to the same value, which is also how updates to a peer are
 //! packed (one UPDATE per attribute set).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use ipnet::IpNet;
+use vpngw_prefix::PrefixMap;
 
 use crate::decision::TieBreaker;
 use crate::policy::{ExportRefusal, ImportRefusal};
@@ -368,8 +369,8 @@ pub struct Refused {
 /// refused with their reason.
 #[derive(Debug, Default)]
 pub struct AdjRibIn {
-    accepted: BTreeMap<IpNet, Arc<PathAttributes>>,
-    refused: BTreeMap<IpNet, Refused>,
+    accepted: PrefixMap<Arc<PathAttributes>>,
+    refused: PrefixMap<Refused>,
 }
 
 impl AdjRibIn {
@@ -394,7 +395,7 @@ impl AdjRibIn {
     /// Forgets everything, returning the prefixes that were accepted.
     pub fn clear(&mut self) -> Vec<IpNet> {
         self.refused.clear();
-        std::mem::take(&mut self.accepted).into_keys().collect()
+        self.accepted.take_keys()
     }
 
     /// The accepted route for `prefix`.
@@ -403,12 +404,12 @@ impl AdjRibIn {
     }
 
     /// Accepted routes.
-    pub fn accepted(&self) -> &BTreeMap<IpNet, Arc<PathAttributes>> {
+    pub fn accepted(&self) -> &PrefixMap<Arc<PathAttributes>> {
         &self.accepted
     }
 
     /// Refused routes and why.
-    pub fn refused(&self) -> &BTreeMap<IpNet, Refused> {
+    pub fn refused(&self) -> &PrefixMap<Refused> {
         &self.refused
     }
 
@@ -499,7 +500,7 @@ pub struct NextHop {
 /// The Loc-RIB: the selected routes.
 #[derive(Debug, Default)]
 pub struct LocRib {
-    entries: BTreeMap<IpNet, LocRibEntry>,
+    entries: PrefixMap<LocRibEntry>,
 }
 
 impl LocRib {
@@ -509,7 +510,7 @@ impl LocRib {
     }
 
     /// Every entry.
-    pub fn entries(&self) -> &BTreeMap<IpNet, LocRibEntry> {
+    pub fn entries(&self) -> &PrefixMap<LocRibEntry> {
         &self.entries
     }
 
@@ -533,27 +534,33 @@ impl LocRib {
 }
 
 /// What we advertise to one peer, and what we hold back from it and why.
+///
+/// Only which prefixes were sent is kept, not the attributes: what a peer
+/// hears for a prefix is a function of the Loc-RIB's best path, worked
+/// out again when needed ([`crate::Speaker::advertised_to`]). A full table
+/// passed on to a peer then costs a few octets a prefix, not a pointer and
+/// an attribute set of its own.
 #[derive(Debug, Default)]
 pub struct AdjRibOut {
-    advertised: BTreeMap<IpNet, Arc<PathAttributes>>,
-    held_back: BTreeMap<IpNet, ExportRefusal>,
+    advertised: PrefixMap<()>,
+    held_back: PrefixMap<ExportRefusal>,
 }
 
 impl AdjRibOut {
-    /// Advertised routes, with the attributes as sent.
-    pub fn advertised(&self) -> &BTreeMap<IpNet, Arc<PathAttributes>> {
+    /// The prefixes advertised.
+    pub fn advertised(&self) -> &PrefixMap<()> {
         &self.advertised
     }
 
     /// Routes not advertised, and why (except those learned from this peer,
     /// which are never sent back to it).
-    pub fn held_back(&self) -> &BTreeMap<IpNet, ExportRefusal> {
+    pub fn held_back(&self) -> &PrefixMap<ExportRefusal> {
         &self.held_back
     }
 
-    pub(crate) fn advertise(&mut self, prefix: IpNet, attrs: Arc<PathAttributes>) {
+    pub(crate) fn advertise(&mut self, prefix: IpNet) {
         self.held_back.remove(&prefix);
-        self.advertised.insert(prefix, attrs);
+        self.advertised.insert(prefix, ());
     }
 
     /// Holds `prefix` back; returns whether it was advertised (and so must

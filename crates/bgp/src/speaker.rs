@@ -51,6 +51,8 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use crate::config::{ConfigError, ConfigWarning, Gateway, PeerConfig, Profile, SpeakerConfig};
 use crate::decision::{self, Candidate, PathSource};
 use crate::policy::{ExportRefusal, ImportRefusal, Policy};
+use vpngw_prefix::PrefixMap;
+
 use crate::rib::{
     AdjRibIn, AdjRibOut, AttributeStore, Decision, LocRib, LocRibEntry, NextHop, PathAttributes,
     Refused, Route,
@@ -101,7 +103,7 @@ pub enum Event {
         /// The best path.
         best: Route,
         /// The next hops of the ECMP set (the best first).
-        next_hops: Vec<NextHop>,
+        next_hops: Arc<[NextHop]>,
     },
     /// No path to the prefix is left.
     Withdrawn {
@@ -250,7 +252,20 @@ pub struct Speaker {
     loc_rib: LocRib,
     warnings: Vec<ConfigWarning>,
     outputs: VecDeque<Output>,
+    /// Export results of learned paths during one run: (peer, the path's
+    /// attributes, the peer it came from, IPv4) → the path's attributes
+    /// (kept alive, so the pointer in the key stays theirs) and what the
+    /// peer is sent. Emptied at the end of every run.
+    export_cache: HashMap<ExportKey, ExportEntry>,
+    /// The next hops of the last best-path event.
+    last_hops: Arc<[NextHop]>,
 }
+
+type ExportKey = (usize, usize, PeerId, bool);
+type ExportEntry = (
+    Arc<PathAttributes>,
+    Result<Arc<PathAttributes>, ExportRefusal>,
+);
 
 impl Speaker {
     /// A speaker for `config`, all sessions Idle until [`Speaker::start`].
@@ -270,6 +285,8 @@ impl Speaker {
             loc_rib: LocRib::default(),
             warnings,
             outputs: VecDeque::new(),
+            export_cache: HashMap::new(),
+            last_hops: Arc::new([]),
         };
         for pc in config.peers {
             let peer = speaker.new_peer(pc);
@@ -630,6 +647,7 @@ impl Speaker {
                 break;
             }
         }
+        self.export_cache = HashMap::new();
     }
 
     fn session_output(&mut self, now: Instant, i: usize, out: SessionOutput) {
@@ -662,7 +680,7 @@ impl Speaker {
             }
             SessionOutput::Event(SessionEvent::RouteRefresh(_)) => {
                 if let Some(p) = self.peers.get_mut(i) {
-                    let all: Vec<IpNet> = p.adj_out.advertised().keys().copied().collect();
+                    let all: Vec<IpNet> = p.adj_out.advertised().keys().collect();
                     p.dirty_out.extend(all);
                 }
             }
@@ -687,7 +705,7 @@ impl Speaker {
         // the peer's cap is short.
         let mut prefixes: Vec<IpNet> = self.policy.own_prefixes.iter().copied().collect();
         prefixes.extend(self.announce.difference(&self.policy.own_prefixes).copied());
-        prefixes.extend(self.loc_rib.entries().keys().copied());
+        prefixes.extend(self.loc_rib.entries().keys());
         for prefix in prefixes {
             self.export(i, prefix);
         }
@@ -852,15 +870,38 @@ impl Speaker {
                 Some(entry) => Event::BestPath {
                     prefix,
                     best: entry.best.clone(),
-                    next_hops: entry.next_hops(),
+                    next_hops: self.shared_hops(entry),
                 },
                 None => Event::Withdrawn { prefix },
             };
             self.outputs.push_back(Output::Event(event));
-            for q in 0..self.peers.slots() {
-                self.export(q, prefix);
+            // What peers hear depends on the best path alone: a change in
+            // the ECMP set behind it sends nothing.
+            let best_moved = match (&old, &new) {
+                (Some(o), Some(n)) => !o.best.same_path(&n.best),
+                (Some(_), None) | (None, Some(_)) | (None, None) => true,
+            };
+            if best_moved {
+                for q in 0..self.peers.slots() {
+                    self.export(q, prefix);
+                }
             }
         }
+    }
+
+    /// The next hops of `entry`, shared with the previous event when they
+    /// are the same (a full table from one peer has one set): no
+    /// allocation per prefix.
+    fn shared_hops(&mut self, entry: &LocRibEntry) -> Arc<[NextHop]> {
+        let same = self.last_hops.len() == entry.ecmp_len()
+            && entry
+                .ecmp()
+                .zip(self.last_hops.iter())
+                .all(|(r, h)| h.peer == r.peer && h.address == r.attrs.next_hop);
+        if !same {
+            self.last_hops = entry.next_hops().into();
+        }
+        Arc::clone(&self.last_hops)
     }
 
     /// The decision process for `prefix` in full, with the paths that
@@ -876,6 +917,31 @@ impl Speaker {
         // import).
         if self.originates(prefix) {
             return None;
+        }
+        // One path (a table from one peer): nothing to compare, nothing
+        // to allocate.
+        let mut only = None;
+        let mut paths = 0;
+        for (i, p) in self.peers.iter() {
+            if let (Some(attrs), Some(_)) = (p.adj_in.get(prefix), p.session.negotiated()) {
+                paths += 1;
+                if paths > 1 {
+                    break;
+                }
+                only = Some(Route {
+                    peer: PeerId(i),
+                    attrs: Arc::clone(attrs),
+                });
+            }
+        }
+        if paths < 2 {
+            return only.map(|best| Decision {
+                entry: LocRibEntry {
+                    best,
+                    others: Box::new([]),
+                },
+                lost: Vec::new(),
+            });
         }
         let mut routes: Vec<(Route, PathSource)> = Vec::new();
         for (i, p) in self.peers.iter() {
@@ -926,50 +992,102 @@ impl Speaker {
         })
     }
 
-    /// Brings peer `q`'s Adj-RIB-Out up to date for `prefix`.
+    /// Marks `prefix` to be looked at for peer `q` in the next flush,
+    /// where what to advertise is worked out from the Loc-RIB.
     fn export(&mut self, q: usize, prefix: IpNet) {
-        let desired = if self.originates(&prefix) {
-            Some(self.export_attributes(q, &prefix, None))
-        } else {
-            self.loc_rib
-                .get(&prefix)
-                .map(|e| self.export_attributes(q, &prefix, Some(&e.best)))
-        };
-        let desired = match desired {
-            Some(Ok(attrs)) => Some(Ok(self.store.intern(attrs))),
-            Some(Err(reason)) => Some(Err(reason)),
-            None => None,
-        };
-        let Some(p) = self.peers.get_mut(q) else {
-            return;
-        };
-        if p.session.negotiated().is_none() {
-            return;
-        }
-        match desired {
-            None => {
-                if p.adj_out.remove(&prefix) {
-                    p.dirty_out.insert(prefix);
-                }
-            }
-            Some(Err(reason)) => hold_back(p, prefix, reason),
-            Some(Ok(attrs)) => {
-                let current = p.adj_out.advertised().get(&prefix);
-                if current.is_some_and(|c| Arc::ptr_eq(c, &attrs)) {
-                    return;
-                }
-                if let Some((cap, profile)) = p.config.peer_cap() {
-                    let full =
-                        p.adj_out.advertised().len() >= usize::try_from(cap).unwrap_or(usize::MAX);
-                    if current.is_none() && full {
-                        hold_back(p, prefix, ExportRefusal::PeerCap { cap, profile });
-                        return;
-                    }
-                }
-                p.adj_out.advertise(prefix, attrs);
+        if let Some(p) = self.peers.get_mut(q) {
+            if p.session.negotiated().is_some() {
                 p.dirty_out.insert(prefix);
             }
         }
+    }
+
+    /// What peer `q` should hear for `prefix` now: `None` for nothing (no
+    /// route, not originated), else the attributes or why it is held back.
+    /// Learned routes go through the per-run export cache: the attributes a
+    /// path is exported with depend on the path, the peer and the family,
+    /// not on the prefix, so a full table costs one transformation per
+    /// distinct path, not one per prefix.
+    fn desired_export(
+        &mut self,
+        q: usize,
+        prefix: &IpNet,
+    ) -> Option<Result<Arc<PathAttributes>, ExportRefusal>> {
+        if self.originates(prefix) {
+            // Interned: our prefixes with equal attributes share an UPDATE.
+            return Some(
+                self.export_attributes(q, prefix, None)
+                    .map(|a| self.store.intern(a)),
+            );
+        }
+        let best = self.loc_rib.get(prefix)?.best.clone();
+        // The checks that depend on the prefix, in export_attributes' order.
+        if let Err(reason) = self.export_prefix_checks(q, prefix, &best) {
+            return Some(Err(reason));
+        }
+        let key = (
+            q,
+            Arc::as_ptr(&best.attrs) as usize,
+            best.peer,
+            prefix.addr().is_ipv4(),
+        );
+        if let Some((_, result)) = self.export_cache.get(&key) {
+            return Some(result.clone());
+        }
+        // Not interned: the cache shares the result for this run, and
+        // nothing keeps it after.
+        let result = self.export_attributes(q, prefix, Some(&best)).map(Arc::new);
+        self.export_cache
+            .insert(key, (Arc::clone(&best.attrs), result.clone()));
+        Some(result)
+    }
+
+    /// The export checks of [`Speaker::export_attributes`] that depend on
+    /// the prefix itself, not only on its path (so they stay out of the
+    /// export cache).
+    fn export_prefix_checks(
+        &self,
+        q: usize,
+        prefix: &IpNet,
+        route: &Route,
+    ) -> Result<(), ExportRefusal> {
+        let Some(p) = self.peers.get(q) else {
+            return Err(ExportRefusal::AddressFamilyNotNegotiated);
+        };
+        if let Some(list) = &p.config.export {
+            if !list.permits(prefix) {
+                return Err(ExportRefusal::ExportPrefixList);
+            }
+        }
+        if route.peer == PeerId(q) {
+            return Err(ExportRefusal::LearnedFromPeer);
+        }
+        if prefix.prefix_len() == 0 {
+            return Err(ExportRefusal::DefaultRoute);
+        }
+        Ok(())
+    }
+
+    /// What we advertise to `peer` now, with the attributes as sent.
+    pub fn advertised_to(&self, peer: PeerId) -> PrefixMap<PathAttributes> {
+        let Some(p) = self.peers.get(peer.0) else {
+            return PrefixMap::new();
+        };
+        p.adj_out
+            .advertised()
+            .keys()
+            .filter_map(|prefix| {
+                let route = if self.originates(&prefix) {
+                    None
+                } else {
+                    Some(self.loc_rib.get(&prefix)?.best.clone())
+                };
+                let attrs = self
+                    .export_attributes(peer.0, &prefix, route.as_ref())
+                    .ok()?;
+                Some((prefix, attrs))
+            })
+            .collect()
     }
 
     /// The attributes to advertise `prefix` with to peer `q`: a prefix we
@@ -1043,8 +1161,8 @@ impl Speaker {
         Ok(attrs)
     }
 
-    /// Sends peer `i` what changed in its Adj-RIB-Out; true if anything was
-    /// sent or reported.
+    /// Works out what changed for peer `i` and sends it; true if anything
+    /// was sent or reported.
     fn flush(&mut self, now: Instant, i: usize) -> bool {
         // Room left under the peer's cap goes to what was held back for it.
         let retry: Vec<IpNet> = match self.peers.get(i) {
@@ -1057,57 +1175,53 @@ impl Speaker {
                         .held_back()
                         .iter()
                         .filter(|(_, r)| matches!(r, ExportRefusal::PeerCap { .. }))
-                        .map(|(n, _)| *n)
+                        .map(|(n, _)| n)
                         .collect()
                 }
                 Some(_) | None => Vec::new(),
             },
             None => Vec::new(),
         };
-        for prefix in retry {
-            let full = self.peers.get(i).is_none_or(|p| {
-                p.config.peer_cap().is_some_and(|(cap, _)| {
-                    p.adj_out.advertised().len() >= usize::try_from(cap).unwrap_or(usize::MAX)
-                })
-            });
-            if full {
-                break;
-            }
-            if let Some(p) = self.peers.get_mut(i) {
+        if let Some(p) = self.peers.get_mut(i) {
+            for prefix in retry {
                 p.adj_out.remove(&prefix);
+                if p.session.negotiated().is_some() {
+                    p.dirty_out.insert(prefix);
+                }
             }
-            self.export(i, prefix);
         }
 
         let Some(p) = self.peers.get_mut(i) else {
             return false;
         };
-        let mut moved = false;
-        if !p.held_events.is_empty() {
-            let routes = std::mem::take(&mut p.held_events);
-            self.outputs.push_back(Output::Event(Event::HeldBack {
-                peer: PeerId(i),
-                routes,
-            }));
-            moved = true;
-        }
         if p.dirty_out.is_empty() {
-            return moved;
+            return report_held(&mut self.outputs, p, i);
         }
-        let four_octet = p
-            .session
-            .negotiated()
-            .is_some_and(|n| n.context.four_octet_as);
         let dirty = std::mem::take(&mut p.dirty_out);
         let mut withdraw_v4: Vec<Ipv4Net> = Vec::new();
         let mut withdraw_v6: Vec<Ipv6Net> = Vec::new();
         let mut groups: Vec<(Arc<PathAttributes>, Vec<Ipv4Net>, Vec<Ipv6Net>)> = Vec::new();
         let mut group_of: HashMap<*const PathAttributes, usize> = HashMap::new();
         for prefix in dirty {
-            match p.adj_out.advertised().get(&prefix) {
-                Some(attrs) => {
-                    let g = *group_of.entry(Arc::as_ptr(attrs)).or_insert_with(|| {
-                        groups.push((Arc::clone(attrs), Vec::new(), Vec::new()));
+            let desired = self.desired_export(i, &prefix);
+            let Some(p) = self.peers.get_mut(i) else {
+                return false;
+            };
+            let withdraw = match desired {
+                None => p.adj_out.remove(&prefix),
+                Some(Err(reason)) => hold_back(p, prefix, reason),
+                Some(Ok(attrs)) => {
+                    let advertised = p.adj_out.advertised().contains_key(&prefix);
+                    let full = p.config.peer_cap().filter(|(cap, _)| {
+                        p.adj_out.advertised().len() >= usize::try_from(*cap).unwrap_or(usize::MAX)
+                    });
+                    if let (Some((cap, profile)), false) = (full, advertised) {
+                        hold_back(p, prefix, ExportRefusal::PeerCap { cap, profile });
+                        continue;
+                    }
+                    p.adj_out.advertise(prefix);
+                    let g = *group_of.entry(Arc::as_ptr(&attrs)).or_insert_with(|| {
+                        groups.push((Arc::clone(&attrs), Vec::new(), Vec::new()));
                         groups.len() - 1
                     });
                     if let Some((_, v4, v6)) = groups.get_mut(g) {
@@ -1116,13 +1230,24 @@ impl Speaker {
                             IpNet::V6(n) => v6.push(n),
                         }
                     }
+                    false
                 }
-                None => match prefix {
+            };
+            if withdraw {
+                match prefix {
                     IpNet::V4(n) => withdraw_v4.push(n),
                     IpNet::V6(n) => withdraw_v6.push(n),
-                },
+                }
             }
         }
+        let Some(p) = self.peers.get_mut(i) else {
+            return false;
+        };
+        report_held(&mut self.outputs, p, i);
+        let four_octet = p
+            .session
+            .negotiated()
+            .is_some_and(|n| n.context.four_octet_as);
         let session = &mut p.session;
         send_chunked(session, now, &withdraw_v4, IPV4_PER_UPDATE, &|chunk| {
             Update {
@@ -1161,9 +1286,22 @@ impl Speaker {
     }
 }
 
+/// Reports the routes newly held back from peer `i`; true if there were.
+fn report_held(outputs: &mut VecDeque<Output>, p: &mut Peer, i: usize) -> bool {
+    if p.held_events.is_empty() {
+        return false;
+    }
+    let routes = std::mem::take(&mut p.held_events);
+    outputs.push_back(Output::Event(Event::HeldBack {
+        peer: PeerId(i),
+        routes,
+    }));
+    true
+}
+
 /// Records that `prefix` is held back from `p`, reporting it unless it is
 /// the obvious case (not sent back to where it came from) or unchanged.
-fn hold_back(p: &mut Peer, prefix: IpNet, reason: ExportRefusal) {
+fn hold_back(p: &mut Peer, prefix: IpNet, reason: ExportRefusal) -> bool {
     let unchanged = p.adj_out.held_back().get(&prefix) == Some(&reason);
     let report = !unchanged
         && match reason {
@@ -1179,9 +1317,7 @@ fn hold_back(p: &mut Peer, prefix: IpNet, reason: ExportRefusal) {
     if report {
         p.held_events.push((prefix, reason.clone()));
     }
-    if p.adj_out.hold_back(prefix, reason) {
-        p.dirty_out.insert(prefix);
-    }
+    p.adj_out.hold_back(prefix, reason)
 }
 
 /// Our address as the next hop for `prefix` towards `p`.

@@ -17,6 +17,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use ipnet::IpNet;
+use vpngw_prefix::PrefixMap;
 
 use crate::nexthop::{NexthopObject, NhId, Path};
 
@@ -27,7 +28,7 @@ pub enum RouteTarget {
     Nexthop(NhId),
     /// Classic routes: one path, or several as RTA_MULTIPATH (when the
     /// kernel has no nexthop objects). Sorted, never empty.
-    Paths(Vec<Path>),
+    Paths(Box<[Path]>),
 }
 
 /// One netlink operation.
@@ -64,9 +65,9 @@ pub enum Op {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KernelState {
     nexthops: BTreeMap<NhId, NexthopObject>,
-    /// Ordered, not hashed: a B-tree holds a million routes in about half
-    /// the memory of a hash table that has just doubled.
-    routes: BTreeMap<IpNet, RouteTarget>,
+    /// Ordered, not hashed, IPv4 keys in 5 octets: a million routes in
+    /// about a third of the memory of a hash table that has just doubled.
+    routes: PrefixMap<RouteTarget>,
     /// How many routes point at each nexthop id.
     refs: HashMap<NhId, usize>,
 }
@@ -78,7 +79,7 @@ impl KernelState {
     }
 
     /// The routes, by prefix.
-    pub fn routes(&self) -> &BTreeMap<IpNet, RouteTarget> {
+    pub fn routes(&self) -> &PrefixMap<RouteTarget> {
         &self.routes
     }
 
@@ -145,7 +146,7 @@ impl KernelState {
                     .routes
                     .iter()
                     .filter(|(_, t)| **t == RouteTarget::Nexthop(id))
-                    .map(|(p, _)| *p)
+                    .map(|(p, _)| p)
                     .collect();
                 for prefix in prefixes {
                     self.remove_route(&prefix);

@@ -327,6 +327,13 @@ impl NexthopModel {
         id
     }
 
+    /// Takes one more reference to an existing `group`.
+    pub fn add_ref(&mut self, group: NhId) {
+        if let Some(g) = self.groups.get_mut(&group) {
+            g.refs += 1;
+        }
+    }
+
     /// Drops one reference to `group`; the group is forgotten (and its id
     /// freed) with the last one.
     pub fn release(&mut self, group: NhId) {

@@ -4,9 +4,11 @@
 //! asks it for the operations of each step, sends them, and reports back
 //! each one that succeeded.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
 
 use ipnet::IpNet;
+use vpngw_prefix::PrefixMap;
 
 use crate::diff::{self, KernelState, Op, RouteTarget};
 use crate::nexthop::{Family, GroupChange, NexthopModel, NhId, Tunnel, TunnelId};
@@ -29,9 +31,14 @@ pub struct RouteTable {
     model: NexthopModel,
     /// Prefix → the group of its tunnel set (a model group even in
     /// multipath mode, where it is never sent to the kernel).
-    desired: BTreeMap<IpNet, NhId>,
+    desired: PrefixMap<NhId>,
     installed: KernelState,
     dirty: HashSet<IpNet>,
+    /// Dirty prefixes taken for chunked planning, not yet planned.
+    planning: Vec<IpNet>,
+    /// The shared tunnel set of the last [`RouteTable::set_route_shared`]
+    /// and its group per family.
+    last_set: Option<(Arc<[TunnelId]>, [Option<NhId>; 2])>,
 }
 
 impl RouteTable {
@@ -40,9 +47,11 @@ impl RouteTable {
         RouteTable {
             mode,
             model: NexthopModel::new(id_base),
-            desired: BTreeMap::new(),
+            desired: PrefixMap::new(),
             installed: KernelState::default(),
             dirty: HashSet::new(),
+            planning: Vec::new(),
+            last_set: None,
         }
     }
 
@@ -128,6 +137,46 @@ impl RouteTable {
         self.dirty.insert(prefix);
     }
 
+    /// [`RouteTable::set_route`] with a tunnel set many prefixes share:
+    /// when `tunnels` is the set of the last call, its group is reused
+    /// without building the set again.
+    pub fn set_route_shared(&mut self, prefix: IpNet, tunnels: &Arc<[TunnelId]>) {
+        let prefix = prefix.trunc();
+        if tunnels.is_empty() {
+            self.withdraw(&prefix);
+            return;
+        }
+        let family = Family::of(&prefix);
+        let slot = usize::from(family == Family::V6);
+        let cached = match &self.last_set {
+            Some((set, groups)) if Arc::ptr_eq(set, tunnels) => groups[slot],
+            Some(_) | None => {
+                self.last_set = Some((Arc::clone(tunnels), [None, None]));
+                None
+            }
+        };
+        // A cached group is only good while it lives (ids are reused).
+        let group = match cached.filter(|&g| self.model.refs(g) > 0) {
+            Some(g) => {
+                self.model.add_ref(g);
+                g
+            }
+            None => {
+                let g = self
+                    .model
+                    .acquire(family, tunnels.iter().cloned().collect());
+                if let Some((_, groups)) = &mut self.last_set {
+                    groups[slot] = Some(g);
+                }
+                g
+            }
+        };
+        if let Some(old) = self.desired.insert(prefix, group) {
+            self.model.release(old);
+        }
+        self.dirty.insert(prefix);
+    }
+
     /// Withdraws `prefix`.
     pub fn withdraw(&mut self, prefix: &IpNet) {
         let prefix = prefix.trunc();
@@ -172,8 +221,8 @@ impl RouteTable {
     /// what is installed but no longer desired goes (after an adoption, or
     /// to recover after lost notifications).
     pub fn sweep_stale(&mut self) {
-        self.dirty.extend(self.installed.routes().keys().copied());
-        self.dirty.extend(self.desired.keys().copied());
+        self.dirty.extend(self.installed.routes().keys());
+        self.dirty.extend(self.desired.keys());
     }
 
     /// Replaces the installed state with a fresh dump and compares
@@ -185,7 +234,7 @@ impl RouteTable {
 
     /// Whether some prefix may differ from what is installed.
     pub fn has_dirty(&self) -> bool {
-        !self.dirty.is_empty()
+        !self.dirty.is_empty() || !self.planning.is_empty()
     }
 
     /// The route `prefix` should have in the kernel, if any.
@@ -198,7 +247,7 @@ impl RouteTable {
                 .then_some(RouteTarget::Nexthop(group)),
             Mode::Multipath => {
                 let paths = self.model.group_paths(group);
-                (!paths.is_empty()).then_some(RouteTarget::Paths(paths))
+                (!paths.is_empty()).then_some(RouteTarget::Paths(paths.into()))
             }
         }
     }
@@ -218,8 +267,31 @@ impl RouteTable {
     pub fn plan_routes(&mut self) -> Vec<Op> {
         // Taken, not drained: a drained set keeps its capacity, tens of
         // megabytes after a full table.
-        let dirty: Vec<IpNet> = std::mem::take(&mut self.dirty).into_iter().collect();
+        let mut dirty: Vec<IpNet> = std::mem::take(&mut self.planning);
+        dirty.extend(std::mem::take(&mut self.dirty));
         diff::route_changes(&dirty, |p| self.desired_target(p), &self.installed)
+    }
+
+    /// Step 2 a chunk at a time: the operations for at most `max` of the
+    /// prefixes that may have changed; `None` once every one was planned.
+    /// (A chunk may plan nothing when its prefixes did not change.)
+    pub fn plan_routes_chunk(&mut self, max: usize) -> Option<Vec<Op>> {
+        if self.planning.is_empty() {
+            if self.dirty.is_empty() {
+                return None;
+            }
+            self.planning = std::mem::take(&mut self.dirty).into_iter().collect();
+        }
+        let from = self.planning.len().saturating_sub(max.max(1));
+        let chunk: Vec<IpNet> = self.planning.split_off(from);
+        if self.planning.is_empty() {
+            self.planning = Vec::new();
+        }
+        Some(diff::route_changes(
+            &chunk,
+            |p| self.desired_target(p),
+            &self.installed,
+        ))
     }
 
     /// Step 3: nexthop objects to delete.
@@ -261,7 +333,7 @@ impl RouteTable {
             .desired
             .iter()
             .filter(|(_, g)| groups.contains(g))
-            .map(|(p, _)| *p);
+            .map(|(p, _)| p);
         self.dirty.extend(prefixes);
     }
 }
@@ -399,8 +471,8 @@ mod tests {
             panic!("not a classic route")
         };
         assert_eq!(
-            paths,
-            &vec![Path {
+            &paths[..],
+            &[Path {
                 ifindex: 10,
                 gateway: Some("169.254.21.10".parse().unwrap())
             }]

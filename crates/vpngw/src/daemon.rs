@@ -31,7 +31,7 @@ use ipnet::IpNet;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, info_span, warn};
 use vpngw_bgp::driver::{
-    Driver as BgpDriver, DriverConfig as BgpDriverConfig, Handle as BgpHandle,
+    Backpressure, Driver as BgpDriver, DriverConfig as BgpDriverConfig, Handle as BgpHandle,
 };
 use vpngw_bgp::session::StopReason;
 use vpngw_bgp::{Event as BgpEvent, PeerConfig, PeerId, Speaker, SpeakerConfig, Timers};
@@ -180,6 +180,8 @@ pub(crate) struct Daemon {
     /// Best-path changes since the last burst ended, and the count at the
     /// last tick: a burst is over when a tick sees no new ones.
     churn: (u64, u64),
+    /// The peers of the last best path and their tunnels, shared.
+    last_tunnels: Option<(Vec<PeerId>, Arc<[TunnelId]>)>,
 }
 
 /// Runs the daemon on `config` (read from `file`, which `reload` and
@@ -192,9 +194,10 @@ pub async fn run(config: Config, file: PathBuf) -> std::io::Result<()> {
     if connections.is_empty() {
         warn!("no connections configured; add some and reload");
     }
+    tune_allocator();
     let listener = crate::control::bind(&gateway.control_socket)?;
     let routes = start_routes(&gateway)?;
-    let (bgp, bgp_events) = start_bgp(&gateway, &connections)?;
+    let (bgp, bgp_events) = start_bgp(&gateway, &connections, &routes)?;
     let mut daemon = Daemon {
         file,
         gateway,
@@ -210,6 +213,7 @@ pub async fn run(config: Config, file: PathBuf) -> std::io::Result<()> {
         bfd_events: None,
         retiring: Vec::new(),
         churn: (0, 0),
+        last_tunnels: None,
     };
     let mut next_peer = 0;
     for c in connections {
@@ -300,7 +304,11 @@ type BgpParts = (Option<BgpHandle>, Option<mpsc::UnboundedReceiver<BgpEvent>>);
 /// The BGP speaker with the peers of `connections` (PeerId in connection
 /// order), on its own task; none if no connection runs BGP (a reload that
 /// adds one starts it).
-fn start_bgp(gateway: &Gateway, connections: &[Connection]) -> std::io::Result<BgpParts> {
+fn start_bgp(
+    gateway: &Gateway,
+    connections: &[Connection],
+    routes: &RouteHandle,
+) -> std::io::Result<BgpParts> {
     let peers: Vec<PeerConfig> = connections
         .iter()
         .filter_map(|c| match &c.routing {
@@ -329,15 +337,27 @@ fn start_bgp(gateway: &Gateway, connections: &[Connection]) -> std::io::Result<B
     }
     let speaker = Speaker::new(speaker_config)
         .map_err(|e| std::io::Error::other(format!("BGP configuration: {e}")))?;
-    let (handle, events) = spawn_speaker(speaker);
+    let (handle, events) = spawn_speaker(speaker, routes);
     Ok((Some(handle), Some(events)))
 }
 
-/// Runs `speaker` on its own task.
-fn spawn_speaker(speaker: Speaker) -> (BgpHandle, mpsc::UnboundedReceiver<BgpEvent>) {
+/// Route commands queued for the kernel beyond which the BGP speaker
+/// stops reading from peers until the route programmer catches up: a full
+/// table then arrives at the pace the kernel takes it, and what waits in
+/// between stays bounded (about 3 MB).
+const ROUTE_BACKLOG_HIGH: usize = 65_536;
+
+/// Runs `speaker` on its own task, held back while `routes` is behind.
+fn spawn_speaker(
+    speaker: Speaker,
+    routes: &RouteHandle,
+) -> (BgpHandle, mpsc::UnboundedReceiver<BgpEvent>) {
+    let backlog = routes.backlog_counter();
+    let busy = move || backlog.load(std::sync::atomic::Ordering::Relaxed) > ROUTE_BACKLOG_HIGH;
     // Sessions start when their tunnel comes up.
     let config = BgpDriverConfig {
         start_sessions: false,
+        backpressure: Some(Backpressure(Arc::new(busy))),
         ..BgpDriverConfig::default()
     };
     let (driver, handle, events) = BgpDriver::new(speaker, config);
@@ -380,6 +400,20 @@ fn create_tun(c: &Connection) -> std::io::Result<Tun> {
     tun.set_up(false)
         .map_err(|e| err("cannot set link state of", e))?;
     Ok(tun)
+}
+
+/// Keeps glibc's malloc from fragmenting under a full table: allocations
+/// from 128 KiB up (the batches, queues and sets of a table arriving or
+/// leaving) always get pages of their own, returned when freed, instead of
+/// the heap, where they would end up between long-lived route entries.
+/// (Without it glibc raises that threshold after the first large free, up
+/// to 32 MiB.) Measured in `docs/bgp-scale.md`.
+fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+    }
 }
 
 /// The route programmer; tunnels and routes are set as connections come.
@@ -623,7 +657,7 @@ impl Daemon {
                 peers: Vec::new(),
             })
             .map_err(|e| std::io::Error::other(format!("BGP configuration: {e}")))?;
-            let (handle, events) = spawn_speaker(speaker);
+            let (handle, events) = spawn_speaker(speaker, &self.routes);
             self.bgp = Some(handle);
             self.bgp_events = Some(events);
         }
@@ -917,14 +951,36 @@ impl Daemon {
             BgpEvent::BestPath {
                 prefix, next_hops, ..
             } => {
-                let mut tunnels: Vec<TunnelId> = next_hops
-                    .iter()
-                    .filter_map(|nh| tunnel_of(nh.peer))
-                    .collect();
-                tunnels.dedup();
+                // A full table goes through one or two peer sets: their
+                // tunnel set is built once and shared, not per prefix.
+                let hit = self.last_tunnels.as_ref().filter(|(peers, _)| {
+                    peers.len() == next_hops.len()
+                        && peers
+                            .iter()
+                            .zip(next_hops.iter())
+                            .all(|(p, nh)| *p == nh.peer)
+                });
+                let tunnels = match hit {
+                    Some((_, tunnels)) => Arc::clone(tunnels),
+                    None => {
+                        let mut list: Vec<TunnelId> = next_hops
+                            .iter()
+                            .filter_map(|nh| tunnel_of(nh.peer))
+                            .collect();
+                        list.dedup();
+                        let tunnels: Arc<[TunnelId]> = list.into();
+                        self.last_tunnels = Some((
+                            next_hops.iter().map(|nh| nh.peer).collect(),
+                            Arc::clone(&tunnels),
+                        ));
+                        tunnels
+                    }
+                };
                 self.churn.0 += 1;
                 debug!(%prefix, tunnels = ?tunnels.iter().map(|t| t.0.as_str()).collect::<Vec<_>>(), "BGP best path");
-                let _ = self.routes.send(RouteCommand::SetRoute(prefix, tunnels));
+                let _ = self
+                    .routes
+                    .send(RouteCommand::SetRouteShared(prefix, tunnels));
             }
             BgpEvent::Withdrawn { prefix } => {
                 debug!(%prefix, "BGP route withdrawn");

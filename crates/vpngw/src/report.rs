@@ -628,7 +628,7 @@ fn installed(table: &RouteTable) -> Installed {
             };
             ifs.sort_unstable();
             ifs.dedup();
-            (*prefix, ifs)
+            (prefix, ifs)
         })
         .collect()
 }
@@ -671,10 +671,10 @@ fn bgp_view(s: &Speaker, prefix: Option<IpNet>, neighbor: Option<&str>) -> (BgpR
                 .iter()
                 .filter(|_| listed)
                 .map(|(prefix, a)| BgpRoute {
-                    prefix: *prefix,
+                    prefix,
                     as_path: a.as_path_text(),
                     next_hop: Some(a.next_hop),
-                    best: is_best(prefix, id),
+                    best: is_best(&prefix, id),
                 })
                 .collect(),
             refused: p
@@ -683,23 +683,24 @@ fn bgp_view(s: &Speaker, prefix: Option<IpNet>, neighbor: Option<&str>) -> (BgpR
                 .iter()
                 .filter(|_| listed)
                 .map(|(prefix, r)| RefusedRoute {
-                    prefix: *prefix,
+                    prefix,
                     as_path: r.attrs.as_ref().map(|a| a.as_path_text()),
                     reason: r.reason.to_string(),
                 })
                 .collect(),
-            advertised: p
-                .adj_rib_out
-                .advertised()
-                .iter()
-                .filter(|_| listed)
-                .map(|(prefix, a)| BgpRoute {
-                    prefix: *prefix,
-                    as_path: a.as_path_text(),
-                    next_hop: Some(a.next_hop),
-                    best: false,
-                })
-                .collect(),
+            advertised: if listed {
+                s.advertised_to(id)
+            } else {
+                Default::default()
+            }
+            .iter()
+            .map(|(prefix, a)| BgpRoute {
+                prefix,
+                as_path: a.as_path_text(),
+                next_hop: Some(a.next_hop),
+                best: false,
+            })
+            .collect(),
         });
     }
     if let Some(d) = prefix.and_then(|p| s.decision(&p)) {

@@ -126,7 +126,7 @@ fn announced_default_and_summary_are_installed_by_the_peer_but_only_the_summary_
     // A originates both, as it does its own prefix: empty AS_PATH before
     // its ASN is prepended, IGP, next hop self.
     let a = &world.nodes[0].speaker;
-    let to_g = a.peer(PeerId(0)).unwrap().adj_rib_out.advertised();
+    let to_g = a.advertised_to(PeerId(0));
     for p in ["0.0.0.0/0", "10.0.0.0/8", "172.16.1.0/24"] {
         let attrs = to_g.get(&net(p)).unwrap_or_else(|| panic!("{p}"));
         assert_eq!(attrs.as_path_text(), "65001", "{p}");
@@ -292,7 +292,6 @@ fn advertised(g: &Speaker, peer: PeerId) -> Vec<IpNet> {
         .adj_rib_out
         .advertised()
         .keys()
-        .copied()
         .collect()
 }
 
@@ -406,7 +405,7 @@ fn our_announcement_wins_over_an_identical_learned_route() {
     // Both peers, A included, keep our origination; nothing new is sent.
     assert!(sent_to(&out, A).is_empty() && sent_to(&out, B).is_empty());
     for p in [A, B] {
-        let rib_out = l.g.peer(p).unwrap().adj_rib_out.advertised();
+        let rib_out = l.g.advertised_to(p);
         assert_eq!(
             rib_out.get(&net("0.0.0.0/0")).unwrap().as_path_text(),
             "65000",

@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 use vpngw_bgp::config::ConfigError;
-use vpngw_bgp::policy::{ExportRefusal, ImportRefusal};
+use vpngw_bgp::policy::ImportRefusal;
 use vpngw_bgp::session::{DownReason, Input, State, StopReason};
 use vpngw_bgp::wire::iana::CeaseSubcode;
 use vpngw_bgp::wire::{ErrorCode, Message};
@@ -228,7 +228,6 @@ fn set_local_prefixes_advertises_new_and_withdraws_old() {
                 .adj_rib_out
                 .advertised()
                 .keys()
-                .copied()
                 .collect();
         assert_eq!(advertised, vec![net("10.2.0.0/16"), net("10.3.0.0/16")]);
     }

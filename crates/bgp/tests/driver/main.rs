@@ -92,6 +92,7 @@ async fn peers_added_and_removed_at_runtime() {
         listen: Vec::new(),
         connect_timeout: Duration::from_secs(2),
         start_sessions: true,
+        backpressure: None,
     };
     // Neither has a peer to begin with, so neither listens.
     let (a_driver, a, mut a_events) =
@@ -144,7 +145,7 @@ async fn peers_added_and_removed_at_runtime() {
     )
     .await;
     let b_rib = b
-        .inspect(|s| s.loc_rib().entries().keys().copied().collect::<Vec<_>>())
+        .inspect(|s| s.loc_rib().entries().keys().collect::<Vec<_>>())
         .await
         .unwrap();
     assert_eq!(b_rib, vec![net("172.16.2.0/24")]);

@@ -10,6 +10,7 @@
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -38,6 +39,9 @@ pub enum Command {
     SetTunnelUp(TunnelId, bool),
     /// Route a prefix through these tunnels (ECMP); none withdraws it.
     SetRoute(IpNet, Vec<TunnelId>),
+    /// The same with a tunnel set shared by many prefixes (a full table
+    /// goes through one or two sets): nothing is allocated per prefix.
+    SetRouteShared(IpNet, Arc<[TunnelId]>),
     /// Withdraw a prefix.
     Withdraw(IpNet),
     /// End of graceful restart: remove what was adopted and not set again.
@@ -69,6 +73,8 @@ enum Msg {
 #[derive(Debug)]
 pub struct Handle {
     tx: Sender<Msg>,
+    /// Commands sent and not yet taken by the thread.
+    backlog: Arc<AtomicUsize>,
     wake: Arc<OwnedFd>,
     mode: Mode,
     thread: Option<JoinHandle<()>>,
@@ -108,6 +114,8 @@ impl Handle {
         let (tx, rx) = mpsc::channel();
         let (ready_tx, ready_rx) = mpsc::channel();
         let thread_wake = Arc::clone(&wake);
+        let backlog = Arc::new(AtomicUsize::new(0));
+        let thread_backlog = Arc::clone(&backlog);
         let thread = std::thread::Builder::new()
             .name("vpngw-routes".into())
             .spawn(move || {
@@ -118,7 +126,7 @@ impl Handle {
                 match opened {
                     Ok(programmer) => {
                         let _ = ready_tx.send(Ok(programmer.mode()));
-                        run(programmer, &rx, &thread_wake, on_event);
+                        run(programmer, &rx, &thread_wake, &thread_backlog, on_event);
                     }
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));
@@ -134,6 +142,7 @@ impl Handle {
         let mode = ready_rx.recv().map_err(|_| Error::Stopped)??;
         Ok(Handle {
             tx,
+            backlog,
             wake,
             mode,
             thread: Some(thread),
@@ -147,7 +156,20 @@ impl Handle {
 
     /// Queues a command; never blocks.
     pub fn send(&self, command: Command) -> Result<(), Error> {
+        self.backlog.fetch_add(1, Ordering::Relaxed);
         self.post(Msg::Command(command))
+    }
+
+    /// How many commands are queued and not yet taken by the thread. A
+    /// producer that can wait (the BGP speaker, reading peers) holds back
+    /// while this is high: the kernel is behind.
+    pub fn backlog(&self) -> usize {
+        self.backlog.load(Ordering::Relaxed)
+    }
+
+    /// A shared view of [`Handle::backlog`], for another thread.
+    pub fn backlog_counter(&self) -> Arc<AtomicUsize> {
+        Arc::clone(&self.backlog)
     }
 
     /// Waits until everything sent so far is applied; returns what the
@@ -211,6 +233,7 @@ fn run(
     mut programmer: Programmer,
     rx: &Receiver<Msg>,
     wake: &OwnedFd,
+    backlog: &AtomicUsize,
     mut on_event: impl FnMut(Notice),
 ) {
     // What the applies since the last sync did (a sync may find its
@@ -250,6 +273,7 @@ fn run(
         loop {
             match rx.try_recv() {
                 Ok(Msg::Command(command)) => {
+                    backlog.fetch_sub(1, Ordering::Relaxed);
                     if let Err(e) = execute(&mut programmer, command) {
                         on_event(Notice::Error(e));
                     }
@@ -314,6 +338,7 @@ fn execute(programmer: &mut Programmer, command: Command) -> Result<(), Error> {
             programmer.set_tunnel_up(&id, up);
         }
         Command::SetRoute(prefix, tunnels) => programmer.set_route(prefix, tunnels),
+        Command::SetRouteShared(prefix, tunnels) => programmer.set_route_shared(prefix, &tunnels),
         Command::Withdraw(prefix) => programmer.withdraw(&prefix),
         Command::SweepStale => programmer.sweep_stale(),
     }

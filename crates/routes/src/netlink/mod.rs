@@ -41,6 +41,8 @@ pub const BATCH_BYTES: usize = 128 * 1024;
 
 const RECV_BUF: usize = 1 << 20;
 const CMD_RCVBUF: usize = 8 << 20;
+/// Route operations planned and sent at a time.
+const ROUTE_CHUNK: usize = 8192;
 const MONITOR_RCVBUF: usize = 32 << 20;
 
 /// How the route programmer is set up.
@@ -328,6 +330,12 @@ impl Programmer {
         self.table.set_route(prefix, tunnels);
     }
 
+    /// [`Programmer::set_route`] with a shared tunnel set: nothing is
+    /// allocated when the set is the one the last call used.
+    pub fn set_route_shared(&mut self, prefix: IpNet, tunnels: &std::sync::Arc<[TunnelId]>) {
+        self.table.set_route_shared(prefix, tunnels);
+    }
+
     /// Withdraws `prefix`.
     pub fn withdraw(&mut self, prefix: &IpNet) {
         self.table.withdraw(prefix);
@@ -356,8 +364,11 @@ impl Programmer {
     fn apply_steps(&mut self, report: &mut ApplyReport) -> Result<(), Error> {
         let ops = self.table.plan_nexthops();
         self.run_ops(&ops, report)?;
-        let ops = self.table.plan_routes();
-        self.run_ops(&ops, report)?;
+        // Routes a chunk at a time: a full table's operations are never all
+        // in memory at once.
+        while let Some(ops) = self.table.plan_routes_chunk(ROUTE_CHUNK) {
+            self.run_ops(&ops, report)?;
+        }
         let ops = self.table.plan_deletes();
         self.run_ops(&ops, report)
     }

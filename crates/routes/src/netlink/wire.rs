@@ -254,7 +254,7 @@ pub(crate) fn replace_route(
     buf.attr_u32(RTA_PRIORITY, effective_metric(family, key.metric));
     match target {
         RouteTarget::Nexthop(id) => buf.attr_u32(RTA_NH_ID, *id),
-        RouteTarget::Paths(paths) => match paths.as_slice() {
+        RouteTarget::Paths(paths) => match &paths[..] {
             [path] => {
                 buf.attr_u32(RTA_OIF, path.ifindex);
                 if let Some(gw) = &path.gateway {
@@ -526,9 +526,9 @@ pub(crate) fn parse_route(payload: &[u8]) -> Option<KernelRoute> {
         (Some(id), _, _) => Some(RouteTarget::Nexthop(id)),
         (None, Some(mut paths), _) if !paths.is_empty() => {
             paths.sort();
-            Some(RouteTarget::Paths(paths))
+            Some(RouteTarget::Paths(paths.into()))
         }
-        (None, _, Some(ifindex)) => Some(RouteTarget::Paths(vec![Path { ifindex, gateway }])),
+        (None, _, Some(ifindex)) => Some(RouteTarget::Paths(Box::new([Path { ifindex, gateway }]))),
         (None, _, None) => None,
     };
     Some(KernelRoute {
@@ -712,10 +712,10 @@ mod tests {
             1,
             KEY,
             &prefix,
-            &RouteTarget::Paths(paths.clone()),
+            &RouteTarget::Paths(paths.clone().into()),
         );
         let route = parse_route(one(&buf).payload).unwrap();
-        assert_eq!(route.target, Some(RouteTarget::Paths(paths)));
+        assert_eq!(route.target, Some(RouteTarget::Paths(paths.into())));
         assert_eq!(route.table, 254);
     }
 
