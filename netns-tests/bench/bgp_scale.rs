@@ -175,6 +175,29 @@ fn rss_kib(pid: u32) -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
+/// Prints the mappings of `pid` with their resident size (profiling aid).
+fn print_smaps(pid: u32) {
+    let Ok(smaps) = std::fs::read_to_string(format!("/proc/{pid}/smaps")) else {
+        return;
+    };
+    let mut name = String::new();
+    for line in smaps.lines() {
+        if line.contains('-') && !line.starts_with(|c: char| c.is_ascii_uppercase()) {
+            name = line.to_string();
+        } else if let Some(kb) = line.strip_prefix("Rss:") {
+            let kb: u64 = kb
+                .trim()
+                .trim_end_matches(" kB")
+                .trim()
+                .parse()
+                .unwrap_or(0);
+            if kb > 256 {
+                eprintln!("smaps: {kb:>8} kB  {name}");
+            }
+        }
+    }
+}
+
 /// Polls `count` every 20 ms until it returns `want`; the time the first
 /// answer that said so came back (an upper bound, late by at most one
 /// poll's round trip).
@@ -431,6 +454,9 @@ fn vpngw_run(binary: &Path, table: &FeedTable) -> Row {
     sink.wait(Duration::from_secs(10), |s| !s.routes.is_empty());
     let pid = lab.r.proc.pid();
     let (base, _) = rss_kib(pid);
+    if std::env::var_os("BGP_SCALE_KILL_LOADED").is_some() {
+        print_smaps(pid);
+    }
     let mut row = Row {
         rss_base_kib: base,
         ..Row::default()
@@ -462,33 +488,7 @@ fn vpngw_run(binary: &Path, table: &FeedTable) -> Row {
                 eprintln!("mallinfo2: {l}");
             }
         }
-        if let Ok(smaps) = std::fs::read_to_string(format!("/proc/{pid}/smaps")) {
-            let mut name = String::new();
-            for line in smaps.lines() {
-                if line.contains('-') && !line.starts_with(|c: char| c.is_ascii_uppercase()) {
-                    name = line.to_string();
-                } else if let Some(kb) = line.strip_prefix("Rss:") {
-                    let kb: u64 = kb
-                        .trim()
-                        .trim_end_matches(" kB")
-                        .trim()
-                        .parse()
-                        .unwrap_or(0);
-                    if kb > 1024 {
-                        eprintln!("smaps: {kb:>8} kB  {name}");
-                    }
-                }
-            }
-        }
-        // For a heap profiler's "leaked" report: what is live with the
-        // table loaded. The receiver's config path names it alone.
-        let _ = Command::new("pkill")
-            .args([
-                "-KILL",
-                "-f",
-                &format!("{}", lab.r.socket.with_extension("toml").display()),
-            ])
-            .status();
+        print_smaps(pid);
         std::thread::sleep(Duration::from_secs(2));
         return row;
     }

@@ -284,7 +284,7 @@ fn rebuild(s: &Speaker, tunnels: &Arc<[TunnelId]>) -> RouteTable {
         },
         true,
     );
-    for prefix in s.loc_rib().entries().keys() {
+    for prefix in s.loc_rib().prefixes() {
         table.set_route_shared(prefix, tunnels);
     }
     apply(&mut table);

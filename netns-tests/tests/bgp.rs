@@ -109,7 +109,7 @@ impl Ours {
     fn loc_rib_has(&self, prefix: &str) -> Result<String, String> {
         let p: ipnet::IpNet = prefix.parse().unwrap();
         self.inspect(move |s| {
-            let text = format!("{:#?}", s.loc_rib().entries().keys().collect::<Vec<_>>());
+            let text = format!("{:#?}", s.loc_rib().prefixes().collect::<Vec<_>>());
             s.loc_rib()
                 .get(&p)
                 .map(|e| {

@@ -498,38 +498,91 @@ pub struct NextHop {
 }
 
 /// The Loc-RIB: the selected routes.
+///
+/// Stored in two maps, so that a prefix with one path (nearly all of a full
+/// table) costs a 5-octet key and 16 octets: the best path's attributes and
+/// peer; the other members of an ECMP set are kept apart, only where there
+/// are some. [`LocRib::get`] puts an entry together.
 #[derive(Debug, Default)]
 pub struct LocRib {
-    entries: PrefixMap<LocRibEntry>,
+    best: PrefixMap<Best>,
+    others: PrefixMap<Box<[Route]>>,
+}
+
+/// The best path of a prefix, packed.
+#[derive(Debug, Clone)]
+struct Best {
+    attrs: Arc<PathAttributes>,
+    peer: u32,
+}
+
+impl Best {
+    fn route(&self) -> Route {
+        Route {
+            peer: PeerId(self.peer as usize),
+            attrs: Arc::clone(&self.attrs),
+        }
+    }
 }
 
 impl LocRib {
     /// The entry for `prefix`.
-    pub fn get(&self, prefix: &IpNet) -> Option<&LocRibEntry> {
-        self.entries.get(prefix)
+    pub fn get(&self, prefix: &IpNet) -> Option<LocRibEntry> {
+        let best = self.best.get(prefix)?.route();
+        let others = self.others.get(prefix).cloned().unwrap_or_default();
+        Some(LocRibEntry { best, others })
     }
 
-    /// Every entry.
-    pub fn entries(&self) -> &PrefixMap<LocRibEntry> {
-        &self.entries
+    /// The best path of `prefix`.
+    pub fn best(&self, prefix: &IpNet) -> Option<Route> {
+        self.best.get(prefix).map(Best::route)
+    }
+
+    /// Whether `prefix` has a route.
+    pub fn contains(&self, prefix: &IpNet) -> bool {
+        self.best.contains_key(prefix)
+    }
+
+    /// Every prefix with a route, in order.
+    pub fn prefixes(&self) -> impl Iterator<Item = IpNet> + '_ {
+        self.best.keys()
     }
 
     /// Sets or clears the entry of `prefix`, returning the old one.
     pub fn set(&mut self, prefix: IpNet, entry: Option<LocRibEntry>) -> Option<LocRibEntry> {
+        let old = self.get(&prefix);
         match entry {
-            Some(e) => self.entries.insert(prefix, e),
-            None => self.entries.remove(&prefix),
+            Some(e) => {
+                let peer = u32::try_from(e.best.peer.0).unwrap_or(u32::MAX);
+                self.best.insert(
+                    prefix,
+                    Best {
+                        attrs: e.best.attrs,
+                        peer,
+                    },
+                );
+                if e.others.is_empty() {
+                    self.others.remove(&prefix);
+                } else {
+                    self.others.insert(prefix, e.others);
+                }
+            }
+            None => {
+                self.best.remove(&prefix);
+                self.others.remove(&prefix);
+            }
         }
+        old
     }
 
     /// Number of prefixes.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.best.len()
     }
 
     /// Whether empty.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.best.is_empty()
     }
 }
 

@@ -705,7 +705,7 @@ impl Speaker {
         // the peer's cap is short.
         let mut prefixes: Vec<IpNet> = self.policy.own_prefixes.iter().copied().collect();
         prefixes.extend(self.announce.difference(&self.policy.own_prefixes).copied());
-        prefixes.extend(self.loc_rib.entries().keys());
+        prefixes.extend(self.loc_rib.prefixes());
         for prefix in prefixes {
             self.export(i, prefix);
         }
@@ -1020,7 +1020,7 @@ impl Speaker {
                     .map(|a| self.store.intern(a)),
             );
         }
-        let best = self.loc_rib.get(prefix)?.best.clone();
+        let best = self.loc_rib.best(prefix)?;
         // The checks that depend on the prefix, in export_attributes' order.
         if let Err(reason) = self.export_prefix_checks(q, prefix, &best) {
             return Some(Err(reason));
@@ -1080,7 +1080,7 @@ impl Speaker {
                 let route = if self.originates(&prefix) {
                     None
                 } else {
-                    Some(self.loc_rib.get(&prefix)?.best.clone())
+                    Some(self.loc_rib.best(&prefix)?)
                 };
                 let attrs = self
                     .export_attributes(peer.0, &prefix, route.as_ref())

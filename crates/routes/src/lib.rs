@@ -56,7 +56,7 @@ pub mod netlink;
 pub mod nexthop;
 pub mod table;
 
-pub use diff::{KernelState, Op, RouteTarget};
+pub use diff::{InstalledRoutes, KernelState, Op, RouteTarget};
 /// Prefixes are `ipnet` networks; re-exported so callers need not pin it.
 pub use ipnet::IpNet;
 pub use netlink::{

@@ -402,8 +402,8 @@ mod tests {
         assert_eq!(installed.routes().len(), 51);
         // Two singles, the {a,b} group and the {a} group.
         assert_eq!(installed.nexthops().len(), 4);
-        let target = &installed.routes()[&p("10.0.7.0/24")];
-        let RouteTarget::Nexthop(g) = target else {
+        let target = installed.routes().get(&p("10.0.7.0/24")).unwrap();
+        let RouteTarget::Nexthop(g) = &target else {
             panic!("not a nexthop route")
         };
         assert!(matches!(
@@ -436,7 +436,7 @@ mod tests {
             routes,
             vec![Op::ReplaceRoute {
                 prefix: p("192.0.2.0/24"),
-                target: table.installed().routes()[&p("192.0.2.0/24")].clone()
+                target: table.installed().routes().get(&p("192.0.2.0/24")).unwrap()
             }]
         );
         assert!(dels.is_empty());
@@ -459,7 +459,8 @@ mod tests {
     fn multipath_mode_rewrites_each_route() {
         let mut table = two_tunnels(Mode::Multipath, 30);
         assert!(table.installed().nexthops().is_empty());
-        let RouteTarget::Paths(paths) = &table.installed().routes()[&p("10.0.1.0/24")] else {
+        let RouteTarget::Paths(paths) = &table.installed().routes().get(&p("10.0.1.0/24")).unwrap()
+        else {
             panic!("not a classic route")
         };
         assert_eq!(paths.len(), 2);
@@ -467,7 +468,8 @@ mod tests {
         let [ups, routes, dels] = apply(&mut table);
         assert!(ups.is_empty() && dels.is_empty());
         assert_eq!(routes.len(), 30);
-        let RouteTarget::Paths(paths) = &table.installed().routes()[&p("10.0.1.0/24")] else {
+        let RouteTarget::Paths(paths) = &table.installed().routes().get(&p("10.0.1.0/24")).unwrap()
+        else {
             panic!("not a classic route")
         };
         assert_eq!(

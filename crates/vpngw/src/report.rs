@@ -591,7 +591,7 @@ fn route_counts_of(table: &RouteTable) -> RouteCounts {
             *counts.by_ifindex.entry(*i).or_default() += state.refs(*id);
         }
     }
-    for target in state.routes().values() {
+    for (_, target) in state.routes().iter() {
         if let RouteTarget::Paths(paths) = target {
             let mut ifs: Vec<u32> = paths.iter().map(|p| p.ifindex).collect();
             ifs.sort_unstable();
@@ -623,7 +623,7 @@ fn installed(table: &RouteTable) -> Installed {
         .iter()
         .map(|(prefix, target)| {
             let mut ifs = match target {
-                RouteTarget::Nexthop(id) => ifindex_of(*id),
+                RouteTarget::Nexthop(id) => ifindex_of(id),
                 RouteTarget::Paths(paths) => paths.iter().map(|p| p.ifindex).collect(),
             };
             ifs.sort_unstable();

@@ -145,7 +145,7 @@ async fn peers_added_and_removed_at_runtime() {
     )
     .await;
     let b_rib = b
-        .inspect(|s| s.loc_rib().entries().keys().collect::<Vec<_>>())
+        .inspect(|s| s.loc_rib().prefixes().collect::<Vec<_>>())
         .await
         .unwrap();
     assert_eq!(b_rib, vec![net("172.16.2.0/24")]);
