@@ -28,7 +28,7 @@ pub mod speaker;
 pub mod wire;
 
 pub use config::{PeerConfig, Profile, SpeakerConfig, Timers};
-pub use speaker::{Event, Output, Speaker};
+pub use speaker::{Event, LocRibView, Output, Speaker};
 
 /// A peer of the speaker: its index in [`SpeakerConfig::peers`], then
 /// counting on through [`Speaker::add_peer`]. Ids are never reused: a

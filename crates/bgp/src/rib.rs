@@ -497,45 +497,38 @@ pub struct NextHop {
     pub address: IpAddr,
 }
 
-/// The Loc-RIB: the selected routes.
+/// The Loc-RIB: which peers' paths are selected for each prefix.
 ///
-/// Stored in two maps, so that a prefix with one path (nearly all of a full
-/// table) costs a 5-octet key and 16 octets: the best path's attributes and
-/// peer; the other members of an ECMP set are kept apart, only where there
-/// are some. [`LocRib::get`] puts an entry together.
+/// Only peer ids are stored — the best path's and those of the other ECMP
+/// members; their attributes are the ones in those peers' Adj-RIB-Ins, so
+/// a prefix with one path (nearly all of a full table) costs a 5-octet key
+/// and a 4-octet id. The other ECMP members are kept apart, only where
+/// there are some. [`crate::Speaker::loc_rib`] gives the view with the
+/// paths put together.
 #[derive(Debug, Default)]
 pub struct LocRib {
-    best: PrefixMap<Best>,
-    others: PrefixMap<Box<[Route]>>,
+    best: PrefixMap<u32>,
+    others: PrefixMap<Box<[u32]>>,
 }
 
-/// The best path of a prefix, packed.
-#[derive(Debug, Clone)]
-struct Best {
-    attrs: Arc<PathAttributes>,
-    peer: u32,
-}
-
-impl Best {
-    fn route(&self) -> Route {
-        Route {
-            peer: PeerId(self.peer as usize),
-            attrs: Arc::clone(&self.attrs),
-        }
-    }
+fn peer_id(peer: PeerId) -> u32 {
+    u32::try_from(peer.0).unwrap_or(u32::MAX)
 }
 
 impl LocRib {
-    /// The entry for `prefix`.
-    pub fn get(&self, prefix: &IpNet) -> Option<LocRibEntry> {
-        let best = self.best.get(prefix)?.route();
-        let others = self.others.get(prefix).cloned().unwrap_or_default();
-        Some(LocRibEntry { best, others })
+    /// The peers of `prefix`'s ECMP set, the best first.
+    pub fn peers(&self, prefix: &IpNet) -> Option<Vec<PeerId>> {
+        let best = *self.best.get(prefix)?;
+        let mut out = vec![PeerId(best as usize)];
+        if let Some(others) = self.others.get(prefix) {
+            out.extend(others.iter().map(|p| PeerId(*p as usize)));
+        }
+        Some(out)
     }
 
-    /// The best path of `prefix`.
-    pub fn best(&self, prefix: &IpNet) -> Option<Route> {
-        self.best.get(prefix).map(Best::route)
+    /// The peer of `prefix`'s best path.
+    pub fn best_peer(&self, prefix: &IpNet) -> Option<PeerId> {
+        self.best.get(prefix).map(|p| PeerId(*p as usize))
     }
 
     /// Whether `prefix` has a route.
@@ -548,23 +541,16 @@ impl LocRib {
         self.best.keys()
     }
 
-    /// Sets or clears the entry of `prefix`, returning the old one.
-    pub fn set(&mut self, prefix: IpNet, entry: Option<LocRibEntry>) -> Option<LocRibEntry> {
-        let old = self.get(&prefix);
-        match entry {
-            Some(e) => {
-                let peer = u32::try_from(e.best.peer.0).unwrap_or(u32::MAX);
-                self.best.insert(
-                    prefix,
-                    Best {
-                        attrs: e.best.attrs,
-                        peer,
-                    },
-                );
-                if e.others.is_empty() {
+    /// Sets (the ECMP set's peers, best first) or clears `prefix`.
+    pub fn set(&mut self, prefix: IpNet, peers: Option<&[PeerId]>) {
+        match peers.and_then(|p| p.split_first()) {
+            Some((best, others)) => {
+                self.best.insert(prefix, peer_id(*best));
+                if others.is_empty() {
                     self.others.remove(&prefix);
                 } else {
-                    self.others.insert(prefix, e.others);
+                    self.others
+                        .insert(prefix, others.iter().map(|p| peer_id(*p)).collect());
                 }
             }
             None => {
@@ -572,7 +558,6 @@ impl LocRib {
                 self.others.remove(&prefix);
             }
         }
-        old
     }
 
     /// Number of prefixes.

@@ -397,7 +397,7 @@ impl Speaker {
             .remove(peer.0)
             .map(|mut p| p.adj_in.clear())
             .unwrap_or_default();
-        self.decide(gone);
+        self.decide(gone, None);
         self.run(now);
         self.recheck_warnings();
         self.store.collect_garbage();
@@ -425,7 +425,7 @@ impl Speaker {
         for i in 0..self.peers.slots() {
             self.reimport(i, &changed);
         }
-        self.decide(changed.iter().copied().collect());
+        self.decide(changed.iter().copied().collect(), None);
         // Own prefixes are not in the Loc-RIB: export each change even
         // where the decision did not move.
         for prefix in &changed {
@@ -453,7 +453,7 @@ impl Speaker {
         if changed.is_empty() {
             return;
         }
-        self.decide(changed.iter().copied().collect());
+        self.decide(changed.iter().copied().collect(), None);
         // Originated prefixes are not in the Loc-RIB: export each change
         // even where the decision did not move.
         for prefix in &changed {
@@ -587,9 +587,23 @@ impl Speaker {
         })
     }
 
-    /// The Loc-RIB.
-    pub fn loc_rib(&self) -> &LocRib {
-        &self.loc_rib
+    /// The Loc-RIB, with each prefix's paths.
+    pub fn loc_rib(&self) -> LocRibView<'_> {
+        LocRibView { speaker: self }
+    }
+
+    /// Peer `peer`'s path for `prefix`, from its Adj-RIB-In.
+    fn route_of(&self, peer: PeerId, prefix: &IpNet) -> Option<Route> {
+        let attrs = self.peers.get(peer.0)?.adj_in.get(prefix)?;
+        Some(Route {
+            peer,
+            attrs: Arc::clone(attrs),
+        })
+    }
+
+    /// The best path of `prefix`.
+    fn best_route(&self, prefix: &IpNet) -> Option<Route> {
+        self.route_of(self.loc_rib.best_peer(prefix)?, prefix)
     }
 
     /// How many distinct attribute sets the RIBs share.
@@ -726,7 +740,7 @@ impl Speaker {
         p.adj_out.clear();
         p.dirty_out.clear();
         p.held_events.clear();
-        self.decide(gone);
+        self.decide(gone, None);
         self.store.collect_garbage();
     }
 
@@ -848,24 +862,37 @@ impl Speaker {
             );
             return;
         }
-        self.decide(touched);
+        self.decide(touched, Some(PeerId(i)));
     }
 
     /// Runs the decision process for `prefixes`, updates the Loc-RIB,
     /// reports changes and exports them to every peer.
-    fn decide(&mut self, prefixes: Vec<IpNet>) {
+    ///
+    /// `announcer` is the peer whose UPDATE touched `prefixes`, if one did:
+    /// the Loc-RIB keeps only which peers' paths are selected, so a path of
+    /// that peer that stays selected may have new attributes, and counts as
+    /// changed.
+    fn decide(&mut self, prefixes: Vec<IpNet>, announcer: Option<PeerId>) {
         let prefixes: BTreeSet<IpNet> = prefixes.into_iter().collect();
         for prefix in prefixes {
             let new = self.select(&prefix, false).map(|d| d.entry);
-            let old = self.loc_rib.set(prefix, new.clone());
-            let changed = match (&old, &new) {
-                (None, None) => false,
-                (Some(_), None) | (None, Some(_)) => true,
-                (Some(o), Some(n)) => !o.same_paths(n),
-            };
+            let new_peers: Option<Vec<PeerId>> =
+                new.as_ref().map(|e| e.ecmp().map(|r| r.peer).collect());
+            let old_peers = self.loc_rib.peers(&prefix);
+            let renewed = |peer: PeerId| announcer == Some(peer);
+            let changed = old_peers != new_peers
+                || new_peers
+                    .as_ref()
+                    .is_some_and(|p| p.iter().any(|peer| renewed(*peer)));
             if !changed {
                 continue;
             }
+            // What peers hear depends on the best path alone: a change in
+            // the ECMP set behind it sends nothing.
+            let old_best = old_peers.as_ref().and_then(|p| p.first().copied());
+            let new_best = new_peers.as_ref().and_then(|p| p.first().copied());
+            let best_moved = old_best != new_best || new_best.is_some_and(renewed);
+            self.loc_rib.set(prefix, new_peers.as_deref());
             let event = match &new {
                 Some(entry) => Event::BestPath {
                     prefix,
@@ -875,12 +902,6 @@ impl Speaker {
                 None => Event::Withdrawn { prefix },
             };
             self.outputs.push_back(Output::Event(event));
-            // What peers hear depends on the best path alone: a change in
-            // the ECMP set behind it sends nothing.
-            let best_moved = match (&old, &new) {
-                (Some(o), Some(n)) => !o.best.same_path(&n.best),
-                (Some(_), None) | (None, Some(_)) | (None, None) => true,
-            };
             if best_moved {
                 for q in 0..self.peers.slots() {
                     self.export(q, prefix);
@@ -1020,7 +1041,7 @@ impl Speaker {
                     .map(|a| self.store.intern(a)),
             );
         }
-        let best = self.loc_rib.best(prefix)?;
+        let best = self.best_route(prefix)?;
         // The checks that depend on the prefix, in export_attributes' order.
         if let Err(reason) = self.export_prefix_checks(q, prefix, &best) {
             return Some(Err(reason));
@@ -1080,7 +1101,7 @@ impl Speaker {
                 let route = if self.originates(&prefix) {
                     None
                 } else {
-                    Some(self.loc_rib.best(&prefix)?)
+                    Some(self.best_route(&prefix)?)
                 };
                 let attrs = self
                     .export_attributes(peer.0, &prefix, route.as_ref())
@@ -1283,6 +1304,54 @@ impl Speaker {
             });
         }
         true
+    }
+}
+
+/// The Loc-RIB as [`Speaker::loc_rib`] shows it: each prefix's selected
+/// paths, put together from the peers' Adj-RIB-Ins.
+#[derive(Clone, Copy)]
+pub struct LocRibView<'a> {
+    speaker: &'a Speaker,
+}
+
+impl std::fmt::Debug for LocRibView<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocRib").field("len", &self.len()).finish()
+    }
+}
+
+impl LocRibView<'_> {
+    /// The entry of `prefix`: its best path and the other ECMP members.
+    pub fn get(&self, prefix: &IpNet) -> Option<LocRibEntry> {
+        let peers = self.speaker.loc_rib.peers(prefix)?;
+        let (best, others) = peers.split_first()?;
+        Some(LocRibEntry {
+            best: self.speaker.route_of(*best, prefix)?,
+            others: others
+                .iter()
+                .filter_map(|p| self.speaker.route_of(*p, prefix))
+                .collect(),
+        })
+    }
+
+    /// Whether `prefix` has a route.
+    pub fn contains(&self, prefix: &IpNet) -> bool {
+        self.speaker.loc_rib.contains(prefix)
+    }
+
+    /// Every prefix with a route, in order.
+    pub fn prefixes(&self) -> impl Iterator<Item = IpNet> + '_ {
+        self.speaker.loc_rib.prefixes()
+    }
+
+    /// Number of prefixes.
+    pub fn len(&self) -> usize {
+        self.speaker.loc_rib.len()
+    }
+
+    /// Whether empty.
+    pub fn is_empty(&self) -> bool {
+        self.speaker.loc_rib.is_empty()
     }
 }
 

@@ -544,3 +544,39 @@ fn the_peer_cap_counts_announced_prefixes_too() {
     c.announce.push(net("0.0.0.0/0"));
     assert_eq!(over(&c), Some(101));
 }
+
+#[test]
+fn a_path_announced_again_with_new_attributes_is_passed_on() {
+    // The Loc-RIB keeps only which peer's path is selected: the same peer
+    // announcing the prefix again, with another AS_PATH and next hop, must
+    // still reach the kernel (a best-path event) and the other peers.
+    let mut l = lab(&[], |_, _| {});
+    l.a.announce(&mut l.g, l.now, &["172.16.9.0/24"], &[65001], NH_A);
+    let out = drain(&mut l.g);
+    assert_eq!(
+        paths_sent(&out, B),
+        vec![path("172.16.9.0/24", "65000 65001")]
+    );
+
+    let moved = Ipv4Addr::new(169, 254, 21, 9);
+    l.a.announce(&mut l.g, l.now, &["172.16.9.0/24"], &[65001, 65009], moved);
+    let out = drain(&mut l.g);
+    assert_eq!(
+        paths_sent(&out, B),
+        vec![path("172.16.9.0/24", "65000 65001 65009")]
+    );
+    assert!(events(&out).iter().any(|e| matches!(e,
+        Event::BestPath { prefix, next_hops, .. }
+            if *prefix == net("172.16.9.0/24") && next_hops[0].address == IpAddr::V4(moved))));
+    let entry = l.g.loc_rib().get(&net("172.16.9.0/24")).unwrap();
+    assert_eq!(entry.best.attrs.as_path_text(), "65001 65009");
+
+    // The same announcement once more changes nothing anyone cares about
+    // but is passed on (we keep no copy to compare with): harmless.
+    l.a.announce(&mut l.g, l.now, &["172.16.9.0/24"], &[65001, 65009], moved);
+    let out = drain(&mut l.g);
+    assert_eq!(
+        paths_sent(&out, B),
+        vec![path("172.16.9.0/24", "65000 65001 65009")]
+    );
+}
