@@ -148,9 +148,15 @@ fn main() -> ExitCode {
             ok = false;
         }
     }
-    if let Some((_, f)) = &flap {
-        if f.group_moved.is_none() || f.transit.is_none() || f.routes_after == 0 {
-            eprintln!("bgp_scale: FAIL: the flap did not move every route");
+    if let Some((n, f)) = &flap {
+        if f.group_moved.is_none()
+            || f.transit.is_none()
+            || f.routes_after != *n
+            || f.members_after != 1
+        {
+            eprintln!(
+                "bgp_scale: FAIL: the flap did not move every route to the other tunnel in one group change"
+            );
             ok = false;
         }
     }
@@ -653,6 +659,9 @@ fn flap_run(binary: &Path, table: &FeedTable) -> Flap {
             ("sink", SINK_AS),
         ],
     );
+    if let Ok(v) = std::env::var("BGP_SCALE_COMPAT") {
+        lab.r_ns.sysctl("net.ipv4.nexthop_compat_mode", &v);
+    }
     let watch = RouteWatch::start(&lab.r_ns, PROTO_VPNGW, MAIN_TABLE);
     let feeders: Vec<Feeder> = (0..2)
         .map(|i| {

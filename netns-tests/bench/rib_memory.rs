@@ -131,7 +131,10 @@ fn drain(s: &mut Speaker, table: &mut RouteTable, tunnels: &Arc<[TunnelId]>) -> 
                     table.withdraw(&prefix);
                     changes += 1;
                 }
-                _ => {}
+                Event::PeerUp { .. }
+                | Event::PeerDown { .. }
+                | Event::Refused { .. }
+                | Event::HeldBack { .. } => {}
             }
         }
     }

@@ -659,10 +659,10 @@ mod tests {
         let mut seen = 0;
         while !rest.is_empty() {
             let len = Message::frame_length(rest).unwrap().unwrap();
-            match Message::decode(&rest[..len], &four_octet()).unwrap() {
-                Message::Update(u) => seen += u.nlri.len(),
-                other => panic!("{other:?}"),
-            }
+            let Message::Update(u) = Message::decode(&rest[..len], &four_octet()).unwrap() else {
+                panic!("not an UPDATE");
+            };
+            seen += u.nlri.len();
             rest = &rest[len..];
         }
         assert_eq!(seen, 20_000);

@@ -24,6 +24,9 @@ pub enum Mode {
     Multipath,
 }
 
+/// A shared tunnel set and its group for IPv4 and IPv6, once known.
+type SharedSet = (Arc<[TunnelId]>, [Option<NhId>; 2]);
+
 /// The desired routes, the tunnel/group model and the installed state.
 #[derive(Debug, Clone)]
 pub struct RouteTable {
@@ -38,7 +41,7 @@ pub struct RouteTable {
     planning: Vec<IpNet>,
     /// The shared tunnel set of the last [`RouteTable::set_route_shared`]
     /// and its group per family.
-    last_set: Option<(Arc<[TunnelId]>, [Option<NhId>; 2])>,
+    last_set: Option<SharedSet>,
 }
 
 impl RouteTable {

@@ -247,7 +247,7 @@ pub async fn run(config: Config, file: PathBuf) -> std::io::Result<()> {
     loop {
         tokio::select! {
             (group, event) = next_ike_event(&mut daemon.ike_events) => daemon.on_ike_event(group, event),
-            Some(event) = recv_bgp(&mut daemon.bgp_events) => daemon.on_bgp_event(event),
+            Some(event) = recv_bgp(&mut daemon.bgp_events) => daemon.on_bgp_events(event),
             Some((session, event)) = recv_bfd(&mut daemon.bfd_events) => daemon.on_bfd_event(session, event),
             Some(incoming) = control_rx.recv() => daemon.on_request(incoming).await,
             _ = sighup.recv() => {
@@ -347,6 +347,9 @@ fn start_bgp(
 /// between stays bounded (about 3 MB).
 const ROUTE_BACKLOG_HIGH: usize = 65_536;
 
+/// BGP events handled before the route programmer is woken.
+const BGP_EVENT_BATCH: usize = 4096;
+
 /// Runs `speaker` on its own task, held back while `routes` is behind.
 fn spawn_speaker(
     speaker: Speaker,
@@ -420,8 +423,12 @@ fn tune_allocator() {
 fn start_routes(gateway: &Gateway) -> std::io::Result<RouteHandle> {
     let routes_config = vpngw_routes::Config {
         table: gateway.kernel_table,
+        per_route_notifications: gateway.per_route_notifications,
         ..Default::default()
     };
+    if !gateway.per_route_notifications {
+        info!("nexthop changes move routes without a notification per route (net.ipv4.nexthop_compat_mode 0 while vpngw runs; gateway.per_route_notifications)");
+    }
     RouteHandle::spawn(routes_config, None, |notice| match notice {
         Notice::Event(e) => info!(event = ?e, "kernel routes"),
         Notice::Failed(failures) => {
@@ -919,6 +926,19 @@ impl Daemon {
         self.churn = (0, 0);
     }
 
+    /// `first` and whatever else the speaker has queued (up to a batch):
+    /// the route programmer wakes once for all of them.
+    fn on_bgp_events(&mut self, first: BgpEvent) {
+        self.on_bgp_event(first);
+        for _ in 1..BGP_EVENT_BATCH {
+            let Some(event) = self.bgp_events.as_mut().and_then(|rx| rx.try_recv().ok()) else {
+                break;
+            };
+            self.on_bgp_event(event);
+        }
+        let _ = self.routes.wake();
+    }
+
     fn on_bgp_event(&mut self, event: BgpEvent) {
         let tunnel_of = |peer: PeerId| -> Option<TunnelId> {
             self.conns
@@ -980,12 +1000,12 @@ impl Daemon {
                 debug!(%prefix, tunnels = ?tunnels.iter().map(|t| t.0.as_str()).collect::<Vec<_>>(), "BGP best path");
                 let _ = self
                     .routes
-                    .send(RouteCommand::SetRouteShared(prefix, tunnels));
+                    .queue(RouteCommand::SetRouteShared(prefix, tunnels));
             }
             BgpEvent::Withdrawn { prefix } => {
                 debug!(%prefix, "BGP route withdrawn");
                 self.churn.0 += 1;
-                let _ = self.routes.send(RouteCommand::Withdraw(prefix));
+                let _ = self.routes.queue(RouteCommand::Withdraw(prefix));
             }
             BgpEvent::Refused { peer, routes } => {
                 let name = self.peer_name(peer);
@@ -1133,6 +1153,9 @@ impl Daemon {
         }
         if new.gateway.ecmp != old.ecmp {
             restart_only.push("gateway.ecmp");
+        }
+        if new.gateway.per_route_notifications != old.per_route_notifications {
+            restart_only.push("gateway.per_route_notifications");
         }
         if new.gateway.control_socket != old.control_socket {
             restart_only.push("gateway.control_socket");

@@ -160,6 +160,21 @@ impl Handle {
         self.post(Msg::Command(command))
     }
 
+    /// Queues a command without waking the thread: for a burst (a full
+    /// table's best paths), so the thread wakes once for many commands and
+    /// sends them to the kernel in large batches. [`Handle::wake`] after.
+    pub fn queue(&self, command: Command) -> Result<(), Error> {
+        self.backlog.fetch_add(1, Ordering::Relaxed);
+        self.tx
+            .send(Msg::Command(command))
+            .map_err(|_| Error::Stopped)
+    }
+
+    /// Wakes the thread for what [`Handle::queue`] left.
+    pub fn wake(&self) -> Result<(), Error> {
+        self.notify()
+    }
+
     /// How many commands are queued and not yet taken by the thread. A
     /// producer that can wait (the BGP speaker, reading peers) holds back
     /// while this is high: the kernel is behind.
@@ -201,6 +216,10 @@ impl Handle {
 
     fn post(&self, msg: Msg) -> Result<(), Error> {
         self.tx.send(msg).map_err(|_| Error::Stopped)?;
+        self.notify()
+    }
+
+    fn notify(&self) -> Result<(), Error> {
         let one: u64 = 1;
         // SAFETY: writes 8 bytes from a live u64 to our eventfd.
         let rc = unsafe { libc::write(self.wake.as_raw_fd(), (&one as *const u64).cast(), 8) };

@@ -61,7 +61,20 @@ pub struct Config {
     pub adopt: bool,
     /// First nexthop id to allocate.
     pub id_base: NhId,
+    /// Keep the kernel's per-route notifications when a nexthop object
+    /// changes (`net.ipv4.nexthop_compat_mode`, on by default in Linux).
+    /// When false and routes go through nexthop objects, the programmer
+    /// turns them off in its namespace while it runs and puts the old value
+    /// back at a stop: a tunnel failure then moves every route behind a
+    /// group in one operation, without the kernel announcing each route
+    /// again (about 1.2 µs a route: 120 ms for 100k). Software that follows
+    /// routes one by one (`ip monitor`, routing daemons that predate nexthop
+    /// objects) then no longer hears those moves.
+    pub per_route_notifications: bool,
 }
+
+/// The kernel's switch for per-route notifications of nexthop changes.
+const NEXTHOP_COMPAT_MODE: &str = "/proc/sys/net/ipv4/nexthop_compat_mode";
 
 impl Default for Config {
     fn default() -> Config {
@@ -72,6 +85,7 @@ impl Default for Config {
             mode: None,
             adopt: false,
             id_base: DEFAULT_ID_BASE,
+            per_route_notifications: true,
         }
     }
 }
@@ -240,6 +254,8 @@ pub struct Programmer {
     inbuf: Vec<u8>,
     /// The installed state may be wrong (a batch's acks were lost).
     needs_resync: bool,
+    /// `nexthop_compat_mode` as found, when we changed it.
+    compat_mode_was: Option<String>,
 }
 
 impl Programmer {
@@ -266,6 +282,7 @@ impl Programmer {
             out: MsgBuf::default(),
             inbuf: vec![0; RECV_BUF],
             needs_resync: false,
+            compat_mode_was: None,
         };
         let mode = match programmer.config.mode {
             Some(mode) => mode,
@@ -275,6 +292,15 @@ impl Programmer {
             programmer.monitor.join(socket::RTNLGRP_NEXTHOP)?;
         }
         programmer.table = RouteTable::new(mode, programmer.config.id_base);
+        if mode == Mode::NexthopObjects && !programmer.config.per_route_notifications {
+            // Best effort: a kernel without the switch simply keeps
+            // notifying (slower moves, nothing wrong).
+            if let Ok(was) = std::fs::read_to_string(NEXTHOP_COMPAT_MODE) {
+                if was.trim() != "0" && std::fs::write(NEXTHOP_COMPAT_MODE, "0").is_ok() {
+                    programmer.compat_mode_was = Some(was.trim().to_string());
+                }
+            }
+        }
         if programmer.config.adopt {
             let state = programmer.read_kernel_state(true)?;
             programmer.table.adopt(state);
@@ -449,10 +475,19 @@ impl Programmer {
     /// Stops: removes every route and nexthop of our protocol, unless
     /// `keep` (graceful restart: the next run adopts them).
     pub fn shutdown(mut self, keep: bool) -> Result<(), Error> {
+        if let Some(was) = self.compat_mode_was.take() {
+            let _ = std::fs::write(NEXTHOP_COMPAT_MODE, was);
+        }
         if keep {
             return Ok(());
         }
         self.purge()
+    }
+
+    /// Whether the kernel's per-route notifications of nexthop changes
+    /// were turned off by this programmer ([`Config::per_route_notifications`]).
+    pub fn quieted_notifications(&self) -> bool {
+        self.compat_mode_was.is_some()
     }
 
     fn key(&self) -> RouteKey {
