@@ -194,6 +194,22 @@ fn show(ns: &Netns, what: &str, args: &str) {
     }
 }
 
+/// `ip route show PREFIX` and the nexthop objects behind it: with
+/// vpngw's routes the route names only its group (`nhid`), the group its
+/// members, each member its tunnel device.
+fn show_route(ns: &Netns, prefix: &str) {
+    show(
+        ns,
+        &format!("ip route show {prefix}"),
+        &format!("route show {prefix}"),
+    );
+    show(
+        ns,
+        "ip nexthop show protocol 200",
+        "nexthop show protocol 200",
+    );
+}
+
 /// Runs `vpngw ARGS --socket SOCKET` and prints what it says.
 fn cli(vpngw: &str, site: &str, socket: &Path, args: &[&str]) {
     println!("$ vpngw {}   [{site}]", args.join(" "));
@@ -445,16 +461,8 @@ fn demo(vpngw: &str, t: &Topology, keep: bool) -> Result<(), String> {
     );
     cli(vpngw, "site-a", sock_a, &["routes"]);
     cli(vpngw, "site-a", sock_a, &["routes", "10.2.0.0/24"]);
-    show(
-        site_a,
-        "ip route show 10.2.0.0/24",
-        "route show 10.2.0.0/24",
-    );
-    show(
-        site_b,
-        "ip route show 10.1.0.0/24",
-        "route show 10.1.0.0/24",
-    );
+    show_route(site_a, "10.2.0.0/24");
+    show_route(site_b, "10.1.0.0/24");
 
     step(5, "LAN to LAN: host-a pings host-b through the tunnels");
     let out = host_a.run("ping", &["-n", "-c", "3", "-i", "0.2", "10.2.0.2"]);
@@ -535,16 +543,8 @@ fn demo(vpngw: &str, t: &Topology, keep: bool) -> Result<(), String> {
     wait_route(sock_a, "10.2.0.0/24", 1)?;
     println!("site-a: tunnel onprem-t2 down {:.0} ms after site-b's reload began; 10.2.0.0/24 now only through onprem-t1", down.as_secs_f64() * 1000.0);
     cli(vpngw, "site-a", sock_a, &["routes", "10.2.0.0/24"]);
-    show(
-        site_a,
-        "ip route show 10.2.0.0/24",
-        "route show 10.2.0.0/24",
-    );
-    show(
-        site_b,
-        "ip route show 10.1.0.0/24",
-        "route show 10.1.0.0/24",
-    );
+    show_route(site_a, "10.2.0.0/24");
+    show_route(site_b, "10.1.0.0/24");
 
     step(
         8,
@@ -586,11 +586,7 @@ fn demo(vpngw: &str, t: &Topology, keep: bool) -> Result<(), String> {
         "ECMP over both tunnels again {:.1} s after the reload (IKE, then BGP)",
         back.elapsed().as_secs_f64()
     );
-    show(
-        site_a,
-        "ip route show 10.2.0.0/24",
-        "route show 10.2.0.0/24",
-    );
+    show_route(site_a, "10.2.0.0/24");
 
     if keep {
         step(10, "left running (--keep)");

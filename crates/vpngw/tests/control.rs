@@ -116,13 +116,22 @@ fn every_show_command_answers_json_from_the_running_daemon() {
     assert_eq!(bgp["asn"], 65515);
     assert_eq!(bgp["loc_rib"], 1);
     for name in ["onprem-t1", "onprem-t2"] {
+        // The summary counts; it lists no routes (a full table would be a
+        // million lines per neighbor, per request).
         let n = conn(&bgp, "neighbors", name);
         assert_eq!(n["state"], "Established");
         assert_eq!(n["asn"], 65010);
+        assert_eq!(n["accepted_count"], 1, "{n}");
+        assert_eq!(n["advertised_count"], 1, "{n}");
+        assert_eq!(n["refused_count"], 0, "{n}");
+        assert_eq!(n["accepted"].as_array().unwrap().len(), 0, "{n}");
+        // Asked about by name, a neighbor lists its routes.
+        let n = json(&t.sock_a, &["bgp", name]);
         assert_eq!(n["accepted"][0]["prefix"], "10.2.0.0/24", "{n}");
         assert_eq!(n["accepted"][0]["as_path"], "65010");
         assert_eq!(n["accepted"][0]["best"], true, "ECMP: both are best: {n}");
         assert_eq!(n["advertised"][0]["prefix"], "10.1.0.0/24", "{n}");
+        assert_eq!(n["advertised"][0]["as_path"], "65515", "{n}");
         assert_eq!(n["refused"].as_array().unwrap().len(), 0);
     }
     let one = json(&t.sock_a, &["bgp", "onprem-t1"]);
