@@ -106,6 +106,45 @@ impl Fabric {
         self.sites.len() - 1
     }
 
+    /// Makes `site`'s LAN dual-stack: 2001:db8:`n`::1/64 on its gateway
+    /// (forwarding IPv6), 2001:db8:`n`::2/64 on its host with a default
+    /// route to it (`n` as in [`Fabric::add_site`]).
+    pub fn add_ipv6(&self, site: &str) {
+        let s = self.site(site);
+        let n = s.lan.split('.').nth(1).expect("LAN 10.n.0.0/24");
+        s.gw.sysctl("net.ipv6.conf.all.forwarding", "1");
+        s.gw.ip(&format!("-6 addr add 2001:db8:{n}::1/64 dev lan0 nodad"));
+        s.host
+            .ip(&format!("-6 addr add 2001:db8:{n}::2/64 dev eth0 nodad"));
+        s.host
+            .ip(&format!("-6 route add default via 2001:db8:{n}::1"));
+    }
+
+    /// Pings `to` (IPv6) from `site`'s host: Ok(output) if replies came
+    /// back within `count` tries.
+    pub fn ping6(&self, site: &str, to: &str, count: u32) -> Result<String, String> {
+        let out = self.site(site).host.run(
+            "ping",
+            &[
+                "-6",
+                "-n",
+                "-c",
+                &count.to_string(),
+                "-i",
+                "0.2",
+                "-W",
+                "1",
+                to,
+            ],
+        );
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if out.status.success() {
+            Ok(text)
+        } else {
+            Err(format!("{text}{}", String::from_utf8_lossy(&out.stderr)))
+        }
+    }
+
     /// Joins a gateway to the router with these outer addresses.
     fn link_underlay(&self, gw: &Netns, outer: &[&str]) {
         let link = format!("to-{}", self.sites.len());

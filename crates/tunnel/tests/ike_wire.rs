@@ -570,6 +570,31 @@ fn any_selectors() {
         TrafficSelector::ipv6_any().ts_type(),
         TsType::TS_IPV6_ADDR_RANGE
     );
+    assert_eq!(TrafficSelector::ipv4_any().describe(), "0.0.0.0/0");
+    assert_eq!(TrafficSelector::ipv6_any().describe(), "::/0");
+    let v4 = |a: &str, b: &str, proto: u8, ports: (u16, u16)| TrafficSelector::Ipv4AddrRange {
+        ip_protocol_id: proto,
+        start_port: ports.0,
+        end_port: ports.1,
+        starting_address: a.parse().unwrap(),
+        ending_address: b.parse().unwrap(),
+    };
+    assert_eq!(
+        v4("10.1.0.0", "10.1.255.255", 0, (0, 65535)).describe(),
+        "10.1.0.0/16"
+    );
+    assert_eq!(
+        v4("10.1.0.7", "10.1.0.7", 0, (0, 65535)).describe(),
+        "10.1.0.7/32"
+    );
+    assert_eq!(
+        v4("10.1.0.1", "10.1.0.9", 0, (0, 65535)).describe(),
+        "10.1.0.1-10.1.0.9"
+    );
+    assert_eq!(
+        v4("10.1.0.0", "10.1.0.255", 6, (443, 443)).describe(),
+        "10.1.0.0/24[6/443-443]"
+    );
 }
 
 // ---- proptest ----

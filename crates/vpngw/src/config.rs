@@ -128,6 +128,7 @@ struct RawConnection {
     replay_window: Option<u16>,
     tunnel_address: Option<IpAddr>,
     tunnel_peer: Option<IpAddr>,
+    tunnel_address6: Option<std::net::Ipv6Addr>,
     bgp: Option<RawBgp>,
     bfd: Option<RawBfd>,
     static_routes: Option<Vec<IpNet>>,
@@ -389,6 +390,11 @@ pub struct Connection {
     pub tunnel_address: Option<IpAddr>,
     /// The peer's address on the tunnel.
     pub tunnel_peer: Option<IpAddr>,
+    /// Our IPv6 address on the tunnel interface (/128), for a dual-stack
+    /// tunnel with an IPv4 BGP session: the next hop of the IPv6 prefixes
+    /// we advertise (RFC 2545; MP-BGP over the IPv4 session). IPv6 routes
+    /// go into the kernel through the tunnel device either way.
+    pub tunnel_address6: Option<std::net::Ipv6Addr>,
     /// BGP or static routes.
     pub routing: Routing,
     /// BFD across the tunnel: when it says the peer is gone, the tunnel's
@@ -718,6 +724,20 @@ fn connection(
         ));
     }
 
+    let tunnel_address6 = rc.tunnel_address6;
+    if let Some(a) = tunnel_address6 {
+        if a.is_unspecified()
+            || a.is_loopback()
+            || a.is_multicast()
+            || (a.segments()[0] & 0xffc0) == 0xfe80
+        {
+            return Err(cx.invalid(
+                k("tunnel_address6"),
+                format!("{a} cannot be a tunnel address; expected a global or unique-local IPv6 address"),
+            ));
+        }
+    }
+
     let routing = match (rc.bgp, rc.static_routes) {
         (Some(_), Some(_)) => {
             return Err(cx.invalid(
@@ -799,6 +819,7 @@ fn connection(
         replay_window,
         tunnel_address: rc.tunnel_address,
         tunnel_peer: rc.tunnel_peer,
+        tunnel_address6,
         routing,
         bfd,
     })

@@ -206,6 +206,13 @@ pub struct ChildSaStatus {
     pub packets_out: u64,
     /// Their inner bytes.
     pub bytes_out: u64,
+    /// Our traffic selectors (`0.0.0.0/0`, `::/0` for a dual-stack
+    /// route-based tunnel).
+    #[serde(default)]
+    pub selectors_local: Vec<String>,
+    /// The peer's traffic selectors.
+    #[serde(default)]
+    pub selectors_remote: Vec<String>,
 }
 
 /// A tunnel's datapath counters, drops by reason.

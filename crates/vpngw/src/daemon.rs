@@ -100,6 +100,7 @@ fn sa_config(c: &Connection) -> SaConfig {
 fn peer_config(c: &Connection, b: &config::Bgp) -> PeerConfig {
     let mut p = PeerConfig::new(c.name.clone(), b.peer_address, b.peer_asn);
     p.local_address = c.tunnel_address;
+    p.ipv6_next_hop = c.tunnel_address6;
     p.passive = b.passive;
     p.timers = Some(Timers {
         keepalive: u16::try_from(b.keepalive.as_secs()).unwrap_or(u16::MAX),
@@ -399,6 +400,10 @@ fn create_tun(c: &Connection) -> std::io::Result<Tun> {
         .map_err(|e| err("cannot set the MTU of", e))?;
     if let (Some(IpAddr::V4(a)), Some(IpAddr::V4(p))) = (c.tunnel_address, c.tunnel_peer) {
         tun.set_ptp_v4(a, p).map_err(|e| err("cannot address", e))?;
+    }
+    if let Some(a) = c.tunnel_address6 {
+        tun.add_addr_v6(a)
+            .map_err(|e| err("cannot give an IPv6 address to", e))?;
     }
     tun.set_up(false)
         .map_err(|e| err("cannot set link state of", e))?;

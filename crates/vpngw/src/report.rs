@@ -311,6 +311,14 @@ impl Gather {
                             .map_or_else(String::new, |(_, _, a)| esp_algorithms(a));
                         let [packets_in, bytes_in, packets_out, bytes_out] =
                             c.child_traffic.unwrap_or_default();
+                        let describe = |ts: &[vpngw_tunnel::ike::wire::TrafficSelector]| {
+                            ts.iter().map(|t| t.describe()).collect::<Vec<_>>()
+                        };
+                        let (selectors_local, selectors_remote) = status
+                            .filter(|s| s.child.as_ref().is_some_and(|(i, _, _)| *i == spi_in))
+                            .and_then(|s| s.child_selectors.as_ref())
+                            .map(|(l, r)| (describe(l), describe(r)))
+                            .unwrap_or_default();
                         ChildSaStatus {
                             spi_in: format!("{spi_in:08x}"),
                             spi_out: format!("{spi_out:08x}"),
@@ -319,6 +327,8 @@ impl Gather {
                             bytes_in,
                             packets_out,
                             bytes_out,
+                            selectors_local,
+                            selectors_remote,
                         }
                     }),
                     datapath: datapath(&c.datapath),

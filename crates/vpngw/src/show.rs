@@ -167,6 +167,14 @@ pub fn sas(r: &SasReport) -> String {
                     ch.packets_out,
                     bytes(ch.bytes_out)
                 );
+                if !ch.selectors_local.is_empty() {
+                    let _ = writeln!(
+                        out,
+                        "            {} === {}",
+                        ch.selectors_local.join(" "),
+                        ch.selectors_remote.join(" ")
+                    );
+                }
             }
             None => out.push_str("  child SA  none\n"),
         }

@@ -170,6 +170,50 @@ impl Tun {
         ctl(libc::SIOCSIFDSTADDR, &mut req)
     }
 
+    /// Gives the device IPv6 address `local` (/128: the device is
+    /// point-to-point, routes name it, not a subnet).
+    pub fn add_addr_v6(&self, local: std::net::Ipv6Addr) -> io::Result<()> {
+        let index = ifindex(&self.name)?;
+        // struct in6_ifreq (linux/ipv6.h).
+        #[repr(C)]
+        struct In6IfReq {
+            addr: libc::in6_addr,
+            prefixlen: u32,
+            ifindex: libc::c_int,
+        }
+        let mut req = In6IfReq {
+            addr: libc::in6_addr {
+                s6_addr: local.octets(),
+            },
+            prefixlen: 128,
+            ifindex: libc::c_int::try_from(index)
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "ifindex"))?,
+        };
+        // SAFETY: plain socket(2) call.
+        let fd = unsafe { libc::socket(libc::AF_INET6, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fd is a fresh descriptor we own.
+        let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+        // SAFETY: SIOCSIFADDR on an AF_INET6 socket reads a struct in6_ifreq.
+        let rc = unsafe {
+            libc::ioctl(
+                sock.as_raw_fd(),
+                libc::SIOCSIFADDR as _,
+                std::ptr::addr_of_mut!(req),
+            )
+        };
+        if rc < 0 {
+            let e = io::Error::last_os_error();
+            // Already there (a restart reusing the device) is fine.
+            if e.raw_os_error() != Some(libc::EEXIST) {
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
     /// Sets the link up or down.
     pub fn set_up(&self, up: bool) -> io::Result<()> {
         set_link_up(&self.name, up)

@@ -10,8 +10,10 @@ const TCP: u8 = 6;
 const SYN: u8 = 0x02;
 
 /// Lowers the MSS option of a TCP SYN in `packet` (IPv4 or IPv6) to at most
-/// `max_mss`. Returns true if the packet was changed.
-pub fn clamp_mss(packet: &mut [u8], max_mss: u16) -> bool {
+/// `max_mss` — the IPv4 figure (the tunnel MTU minus 40); an IPv6 SYN gets
+/// 20 less, its header being 20 octets longer. Returns true if the packet
+/// was changed.
+pub fn clamp_mss(packet: &mut [u8], mut max_mss: u16) -> bool {
     let Some(&first) = packet.first() else {
         return false;
     };
@@ -30,6 +32,8 @@ pub fn clamp_mss(packet: &mut [u8], max_mss: u16) -> bool {
             if packet.get(6) != Some(&TCP) {
                 return false;
             }
+            // The IPv6 header is 20 octets longer: so is the MSS shorter.
+            max_mss = max_mss.saturating_sub(20);
             40
         }
         _ => return false,
@@ -135,6 +139,60 @@ mod tests {
         assert!(clamp_mss(&mut p, 1360));
         assert_eq!(u16::from_be_bytes([p[46], p[47]]), 1360);
         assert_eq!(tcp_checksum_v4(&p), 0, "checksum still verifies");
+    }
+
+    /// The same SYN in IPv6 (a 40-octet header instead of 20).
+    fn syn_v6(mss: u16) -> Vec<u8> {
+        let v4 = syn_v4(mss);
+        let mut p = vec![0u8; 40];
+        p[0] = 0x60;
+        p[4..6].copy_from_slice(&28u16.to_be_bytes());
+        p[6] = TCP;
+        p[7] = 64;
+        p[8..24].copy_from_slice(
+            &"2001:db8:1::2"
+                .parse::<std::net::Ipv6Addr>()
+                .unwrap()
+                .octets(),
+        );
+        p[24..40].copy_from_slice(
+            &"2001:db8:2::2"
+                .parse::<std::net::Ipv6Addr>()
+                .unwrap()
+                .octets(),
+        );
+        p.extend_from_slice(&v4[20..]);
+        p
+    }
+
+    /// One's complement sum of the IPv6 pseudo-header and the segment.
+    fn tcp_checksum_v6(packet: &[u8]) -> u16 {
+        let tcp = &packet[40..];
+        let mut acc: u32 = 0;
+        for c in packet[8..40].chunks(2).chain(tcp.chunks(2)) {
+            acc += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+        }
+        acc += tcp.len() as u32 + u32::from(TCP);
+        while acc > 0xffff {
+            acc = (acc & 0xffff) + (acc >> 16);
+        }
+        !(acc as u16)
+    }
+
+    #[test]
+    fn an_ipv6_syn_is_clamped_20_octets_lower() {
+        let mut p = syn_v6(1440);
+        // Give it a valid checksum first.
+        p[56..58].copy_from_slice(&[0, 0]);
+        let sum = tcp_checksum_v6(&p);
+        p[56..58].copy_from_slice(&sum.to_be_bytes());
+        assert_eq!(tcp_checksum_v6(&p), 0);
+        // An IPv4 clamp of 1360 (MTU 1400) is 1340 for IPv6.
+        assert!(clamp_mss(&mut p, 1360));
+        assert_eq!(u16::from_be_bytes([p[66], p[67]]), 1340);
+        assert_eq!(tcp_checksum_v6(&p), 0, "checksum still verifies");
+        let mut small = syn_v6(1300);
+        assert!(!clamp_mss(&mut small, 1360));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! prints what it measured. (`netns_tests::fabric` builds the sites.)
 
 mod active_active;
+mod dual_stack;
 mod flood;
 mod liveness;
 mod minimal_prefix;

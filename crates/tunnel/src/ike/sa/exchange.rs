@@ -662,8 +662,16 @@ fn send_auth_request(sa: &mut IkeSa, now: Instant, rng: &mut dyn Random) -> Resu
         }),
         Payload::Notify(Notify::new(NotifyType::INITIAL_CONTACT, Vec::new())),
         Payload::Sa(proposals),
-        Payload::TsI(vec![TrafficSelector::ipv4_any()]),
-        Payload::TsR(vec![TrafficSelector::ipv4_any()]),
+        // Route-based, dual-stack: everything of both families; a peer
+        // that carries IPv4 only narrows to 0.0.0.0/0 (RFC 7296 §2.9).
+        Payload::TsI(vec![
+            TrafficSelector::ipv4_any(),
+            TrafficSelector::ipv6_any(),
+        ]),
+        Payload::TsR(vec![
+            TrafficSelector::ipv4_any(),
+            TrafficSelector::ipv6_any(),
+        ]),
     ];
     sa.phase = Phase::AuthSent;
     sa.send_encrypted_request(RequestKind::Auth, ExchangeType::IKE_AUTH, payloads, now);

@@ -383,6 +383,8 @@ pub struct Status {
     pub nat: bool,
     /// The child SA (inbound SPI, outbound SPI, algorithms), if any.
     pub child: Option<(u32, u32, EspAlgorithms)>,
+    /// The child SA's traffic selectors, ours and the peer's.
+    pub child_selectors: Option<(Vec<TrafficSelector>, Vec<TrafficSelector>)>,
     /// Our address and the peer's.
     pub local: SocketAddr,
     /// The peer's address.
@@ -690,6 +692,10 @@ impl IkeSa {
                 .child
                 .as_ref()
                 .map(|c| (c.spi_in, c.spi_out, c.algorithms)),
+            child_selectors: self
+                .child
+                .as_ref()
+                .map(|c| (c.ts_local.clone(), c.ts_remote.clone())),
             local: self.local,
             remote: self.remote,
         }

@@ -86,6 +86,67 @@ impl TrafficSelector {
         }
     }
 
+    /// As an operator reads it: a prefix when the range is one
+    /// (`0.0.0.0/0`, `2001:db8::/32`), else `first-last`; the protocol and
+    /// ports after it when they are not "any" (`10.0.0.0/8[6/443]`).
+    pub fn describe(&self) -> String {
+        fn range<A: std::fmt::Display>(first: A, last: A, bits: u32, a: u128, b: u128) -> String {
+            let size = b.wrapping_sub(a);
+            // A prefix: the range is 2^h addresses, aligned on 2^h.
+            if a <= b && size & size.wrapping_add(1) == 0 && a & size == 0 {
+                format!("{first}/{}", bits - (128 - size.leading_zeros()))
+            } else {
+                format!("{first}-{last}")
+            }
+        }
+        let (text, proto, start, end) = match self {
+            TrafficSelector::Ipv4AddrRange {
+                ip_protocol_id,
+                start_port,
+                end_port,
+                starting_address,
+                ending_address,
+            } => (
+                range(
+                    starting_address,
+                    ending_address,
+                    32,
+                    u128::from(u32::from(*starting_address)),
+                    u128::from(u32::from(*ending_address)),
+                ),
+                *ip_protocol_id,
+                *start_port,
+                *end_port,
+            ),
+            TrafficSelector::Ipv6AddrRange {
+                ip_protocol_id,
+                start_port,
+                end_port,
+                starting_address,
+                ending_address,
+            } => (
+                range(
+                    starting_address,
+                    ending_address,
+                    128,
+                    u128::from(*starting_address),
+                    u128::from(*ending_address),
+                ),
+                *ip_protocol_id,
+                *start_port,
+                *end_port,
+            ),
+            TrafficSelector::Unknown { ts_type, .. } => return format!("TS type {}", ts_type.0),
+        };
+        if proto == 0 && start == 0 && end == u16::MAX {
+            text
+        } else if start == 0 && end == u16::MAX {
+            format!("{text}[{proto}]")
+        } else {
+            format!("{text}[{proto}/{start}-{end}]")
+        }
+    }
+
     /// TS Type.
     pub fn ts_type(&self) -> TsType {
         match self {

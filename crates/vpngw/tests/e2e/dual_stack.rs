@@ -1,0 +1,146 @@
+//! Scenario 6: a dual-stack tunnel (issue 12, first part).
+//!
+//! ```text
+//!  [host-g 10.1.0.2        ] -- [gw-g vpngw] 192.0.2.1 == t1 == 198.51.100.1 [gw-p1 vpngw] -- [host-p1 10.2.0.2        ]
+//!  [       2001:db8:1::2/64]                169.254.21.1 <-> .2                                 [        2001:db8:2::2/64]
+//!                                            2001:db8:ff::1 / ::2 (tunnel_address6)
+//! ```
+//!
+//! One IPv4 eBGP session across the tunnel carries both families (MP-BGP,
+//! RFC 4760): each gateway announces its IPv4 and IPv6 LAN, the IPv6 one
+//! with its `tunnel_address6` as next hop (RFC 2545). The child SA covers
+//! 0.0.0.0/0 and ::/0; IPv6 routes go into the kernel through the tunnel
+//! device as the IPv4 ones do, hosts ping each other over both families,
+//! and when the tunnel goes both families' routes go with it.
+
+use super::*;
+use vpngw_netns_tests::fabric::Fabric;
+
+fn gw(
+    asn: u32,
+    prefixes: Vec<&'static str>,
+    local: &'static str,
+    remote: &'static str,
+    addrs: (&'static str, &'static str),
+    extra: &'static str,
+    peer_asn: u32,
+    initiate: bool,
+) -> Gw {
+    Gw {
+        asn,
+        prefixes,
+        announce: vec![],
+        conn_extra: extra,
+        tunnels: vec![Tunnel {
+            name: "t1",
+            local,
+            remote,
+            addr: addrs.0,
+            peer_addr: addrs.1,
+            routing: Routing::Bgp(peer_asn),
+            initiate,
+        }],
+    }
+}
+
+#[test]
+fn ipv6_prefixes_cross_an_ipv4_session_and_ipv6_traffic_the_tunnel() {
+    let scenario = "dual stack";
+    let mut f = Fabric::new();
+    f.add_site("g", 1, &["192.0.2.1"]);
+    f.add_site("p1", 2, &["198.51.100.1"]);
+    f.add_ipv6("g");
+    f.add_ipv6("p1");
+    let mut p1 = Daemon::start(
+        &f,
+        "p1",
+        &gw(
+            65010,
+            vec!["10.2.0.0/24", "2001:db8:2::/64"],
+            "198.51.100.1",
+            "192.0.2.1",
+            ("169.254.21.2", "169.254.21.1"),
+            "dpd_interval = 1\ndpd_timeout = 9\ntunnel_address6 = \"2001:db8:ff::2\"",
+            65515,
+            false,
+        ),
+    );
+    let started = Instant::now();
+    let g = Daemon::start(
+        &f,
+        "g",
+        &gw(
+            65515,
+            vec!["10.1.0.0/24", "2001:db8:1::/64"],
+            "192.0.2.1",
+            "198.51.100.1",
+            ("169.254.21.1", "169.254.21.2"),
+            "dpd_interval = 1\ndpd_timeout = 9\ntunnel_address6 = \"2001:db8:ff::1\"",
+            65010,
+            true,
+        ),
+    );
+    g.wait_route("2001:db8:2::/64", &["t1"]);
+    p1.wait_route("2001:db8:1::/64", &["t1"]);
+    g.wait_route("10.2.0.0/24", &["t1"]);
+    report(
+        scenario,
+        &format!(
+            "both families' routes in both kernels {:.2} s after gw-g started",
+            started.elapsed().as_secs_f64()
+        ),
+    );
+    // One session, two families: the IPv6 route came with the RFC 2545
+    // next hop, and is in the kernel through the tunnel device.
+    let n = g.json(&["bgp", "t1"]);
+    let v6 = n["accepted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["prefix"] == "2001:db8:2::/64")
+        .unwrap_or_else(|| panic!("no IPv6 route accepted: {n}"))
+        .clone();
+    assert_eq!(v6["next_hop"], "2001:db8:ff::2", "{n}");
+    assert_eq!(v6["as_path"], "65010");
+    assert_eq!(n["accepted_count"], 2, "{n}");
+    let kernel = f
+        .site("g")
+        .gw
+        .try_ip("-6 route show 2001:db8:2::/64 proto 200")
+        .unwrap();
+    assert!(kernel.contains("2001:db8:2::/64"), "{kernel}");
+    // The child SA covers both families, both ways.
+    let sas = g.json(&["sas"]);
+    let child = &sas["connections"][0]["child"];
+    let both = serde_json::json!(["0.0.0.0/0", "::/0"]);
+    assert_eq!(child["selectors_local"], both, "{sas}");
+    assert_eq!(child["selectors_remote"], both, "{sas}");
+
+    // IPv6 (and IPv4) traffic host to host, both ways, through the tunnel.
+    wait_until("host-g to ping host-p1 over IPv6", SETUP, || {
+        f.ping6("g", "2001:db8:2::2", 1)
+    });
+    let out = f.ping6("p1", "2001:db8:1::2", 5).unwrap();
+    assert!(out.contains("5 received"), "{out}");
+    f.wait_ping("g", "10.2.0.2", SETUP);
+    let before = g.json(&["status"])["connections"][0]["routes"].clone();
+    assert_eq!(before, 2, "both families' routes counted: {before}");
+
+    // The peer goes (deleting its SA): both families' routes leave together.
+    let cut = Instant::now();
+    p1.proc.stop();
+    g.wait_route("2001:db8:2::/64", &[]);
+    g.wait_route("10.2.0.0/24", &[]);
+    report(
+        scenario,
+        &format!(
+            "IPv4 and IPv6 routes withdrawn {:.0} ms after the peer was told to stop",
+            cut.elapsed().as_secs_f64() * 1000.0
+        ),
+    );
+    let left = f.site("g").gw.try_ip("-6 route show proto 200").unwrap();
+    assert!(
+        left.trim().is_empty(),
+        "no IPv6 route of ours is left: {left}"
+    );
+}
