@@ -15,7 +15,7 @@ mod common;
 use std::time::Duration;
 
 use common::{mbits, Lab, A, B};
-use vpngw_netns_tests::Proc;
+use vpngw_netns_tests::{wait_until, Proc};
 
 #[test]
 fn vpngw_to_vpngw_carries_ping_and_tcp() {
@@ -82,6 +82,9 @@ fn replayed_and_corrupted_esp_are_dropped_and_counted() {
             "tcpdump",
             "-i",
             "eth0",
+            // Each packet handed over at once (not after libpcap's block
+            // timeout, which the capture's stop would cut off) and written.
+            "--immediate-mode",
             "-U",
             "-n",
             "-w",
@@ -91,7 +94,16 @@ fn replayed_and_corrupted_esp_are_dropped_and_counted() {
         &[],
         &lab.dir.join("tcpdump.log"),
     );
-    std::thread::sleep(Duration::from_millis(500));
+    // Listening, not just started: under a loaded test run tcpdump can
+    // take longer than any fixed pause to open its capture.
+    wait_until("tcpdump to listen", Duration::from_secs(10), || {
+        let log = dump.log();
+        if log.contains("listening on") {
+            Ok(())
+        } else {
+            Err(log)
+        }
+    });
     lab.ping();
     std::thread::sleep(Duration::from_millis(300));
     drop(dump);
