@@ -505,16 +505,24 @@ fn gateway(cx: &Ctx<'_>, g: RawGateway, conns: &[Connection]) -> Result<Gateway,
     }
     let router_id = match g.router_id {
         Some(id) => id,
+        // The first IPv4 outer address, else (an IPv6 underlay) the
+        // first IPv4 tunnel address.
         None => conns
             .iter()
             .find_map(|c| match c.local_address {
                 IpAddr::V4(v4) => Some(v4),
                 IpAddr::V6(_) => None,
             })
+            .or_else(|| {
+                conns.iter().find_map(|c| match c.tunnel_address {
+                    Some(IpAddr::V4(v4)) => Some(v4),
+                    Some(IpAddr::V6(_)) | None => None,
+                })
+            })
             .ok_or_else(|| {
                 cx.invalid(
                     "gateway.router_id",
-                    "required when no connection has an IPv4 local_address",
+                    "required when no connection has an IPv4 local_address or tunnel_address",
                 )
             })?,
     };

@@ -144,3 +144,76 @@ fn ipv6_prefixes_cross_an_ipv4_session_and_ipv6_traffic_the_tunnel() {
         "no IPv6 route of ours is left: {left}"
     );
 }
+
+/// The same two sites with the tunnel over an IPv6 underlay: IKE and ESP
+/// (in UDP 4500) between 2001:db8:100::1 and ::2, carrying IPv4 and IPv6.
+#[test]
+fn an_ipv6_underlay_carries_both_families() {
+    let scenario = "IPv6 underlay";
+    let mut f = Fabric::new();
+    f.add_site("g", 1, &["192.0.2.1"]);
+    f.add_site("p1", 2, &["198.51.100.1"]);
+    f.add_ipv6("g");
+    f.add_ipv6("p1");
+    // A direct IPv6 link between the gateways: the underlay of this tunnel.
+    vpngw_netns_tests::veth(&f.site("g").gw, "u6", &f.site("p1").gw, "u6");
+    f.site("g")
+        .gw
+        .ip("-6 addr add 2001:db8:100::1/64 dev u6 nodad");
+    f.site("p1")
+        .gw
+        .ip("-6 addr add 2001:db8:100::2/64 dev u6 nodad");
+    let _p1 = Daemon::start(
+        &f,
+        "p1",
+        &gw(
+            65010,
+            vec!["10.2.0.0/24", "2001:db8:2::/64"],
+            "2001:db8:100::2",
+            "2001:db8:100::1",
+            ("169.254.21.2", "169.254.21.1"),
+            "dpd_interval = 1\ndpd_timeout = 9\ntunnel_address6 = \"2001:db8:ff::2\"",
+            65515,
+            false,
+        ),
+    );
+    let started = Instant::now();
+    let g = Daemon::start(
+        &f,
+        "g",
+        &gw(
+            65515,
+            vec!["10.1.0.0/24", "2001:db8:1::/64"],
+            "2001:db8:100::1",
+            "2001:db8:100::2",
+            ("169.254.21.1", "169.254.21.2"),
+            "dpd_interval = 1\ndpd_timeout = 9\ntunnel_address6 = \"2001:db8:ff::1\"",
+            65010,
+            true,
+        ),
+    );
+    g.wait_route("10.2.0.0/24", &["t1"]);
+    g.wait_route("2001:db8:2::/64", &["t1"]);
+    report(
+        scenario,
+        &format!(
+            "tunnel over IPv6 up, both families routed {:.2} s after gw-g started",
+            started.elapsed().as_secs_f64()
+        ),
+    );
+    let sas = g.json(&["sas"]);
+    let ike = &sas["connections"][0]["ike"];
+    assert_eq!(ike["remote"], "[2001:db8:100::2]:4500", "{sas}");
+    f.wait_ping("g", "10.2.0.2", SETUP);
+    wait_until("host-g to ping host-p1 over IPv6", SETUP, || {
+        f.ping6("g", "2001:db8:2::2", 1)
+    });
+    let out = f.ping6("p1", "2001:db8:1::2", 5).unwrap();
+    assert!(out.contains("5 received"), "{out}");
+    // The traffic went through the tunnel: its child SA counted it.
+    let sas = g.json(&["sas"]);
+    let packets_in = sas["connections"][0]["child"]["packets_in"]
+        .as_u64()
+        .unwrap();
+    assert!(packets_in >= 10, "{sas}");
+}
