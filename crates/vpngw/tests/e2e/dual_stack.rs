@@ -217,3 +217,121 @@ fn an_ipv6_underlay_carries_both_families() {
         .unwrap();
     assert!(packets_in >= 10, "{sas}");
 }
+
+/// Two dual-stack tunnels between the sites (ECMP for both families); one
+/// is taken out (the peer drops it from its config: IKE DELETE): IPv6
+/// routes move to the other tunnel as the IPv4 ones do.
+#[test]
+fn ipv6_routes_fail_over_with_the_ipv4_ones() {
+    let scenario = "dual-stack failover";
+    let mut f = Fabric::new();
+    f.add_site("g", 1, &["192.0.2.1", "192.0.2.11"]);
+    f.add_site("p1", 2, &["198.51.100.1", "198.51.100.11"]);
+    f.add_ipv6("g");
+    f.add_ipv6("p1");
+    let extra = "dpd_interval = 1\ndpd_timeout = 9\ntunnel_address6 = \"2001:db8:ff::2\"";
+    let tunnel = |name, local, remote, addr, peer_addr| Tunnel {
+        name,
+        local,
+        remote,
+        addr,
+        peer_addr,
+        routing: Routing::Bgp(65515),
+        initiate: false,
+    };
+    let both = Gw {
+        asn: 65010,
+        prefixes: vec!["10.2.0.0/24", "2001:db8:2::/64"],
+        announce: vec![],
+        conn_extra: extra,
+        tunnels: vec![
+            tunnel(
+                "t1",
+                "198.51.100.1",
+                "192.0.2.1",
+                "169.254.21.2",
+                "169.254.21.1",
+            ),
+            tunnel(
+                "t2",
+                "198.51.100.11",
+                "192.0.2.11",
+                "169.254.22.2",
+                "169.254.22.1",
+            ),
+        ],
+    };
+    let p1 = Daemon::start(&f, "p1", &both);
+    let g_tunnel = |name, local, remote, addr, peer_addr| Tunnel {
+        name,
+        local,
+        remote,
+        addr,
+        peer_addr,
+        routing: Routing::Bgp(65010),
+        initiate: true,
+    };
+    let g = Daemon::start(
+        &f,
+        "g",
+        &Gw {
+            asn: 65515,
+            prefixes: vec!["10.1.0.0/24", "2001:db8:1::/64"],
+            announce: vec![],
+            conn_extra: "dpd_interval = 1\ndpd_timeout = 9\ntunnel_address6 = \"2001:db8:ff::1\"",
+            tunnels: vec![
+                g_tunnel(
+                    "t1",
+                    "192.0.2.1",
+                    "198.51.100.1",
+                    "169.254.21.1",
+                    "169.254.21.2",
+                ),
+                g_tunnel(
+                    "t2",
+                    "192.0.2.11",
+                    "198.51.100.11",
+                    "169.254.22.1",
+                    "169.254.22.2",
+                ),
+            ],
+        },
+    );
+    g.wait_route("2001:db8:2::/64", &["t1", "t2"]);
+    g.wait_route("10.2.0.0/24", &["t1", "t2"]);
+    wait_until("host-g to ping host-p1 over IPv6", SETUP, || {
+        f.ping6("g", "2001:db8:2::2", 1)
+    });
+
+    // p1 drops t2: both families leave it at once, and keep working.
+    let only_t1 = Gw {
+        tunnels: vec![both.tunnels[0].clone()],
+        ..both.clone()
+    };
+    let cut = Instant::now();
+    p1.reload(&f, &only_t1);
+    g.wait_route("2001:db8:2::/64", &["t1"]);
+    let v6 = cut.elapsed();
+    g.wait_route("10.2.0.0/24", &["t1"]);
+    report(
+        scenario,
+        &format!(
+            "IPv6 route down to one tunnel {:.0} ms after p1's reload began, IPv4 {:.0} ms",
+            v6.as_secs_f64() * 1000.0,
+            cut.elapsed().as_secs_f64() * 1000.0
+        ),
+    );
+    let out = f.ping6("g", "2001:db8:2::2", 3).unwrap();
+    assert!(out.contains("3 received"), "{out}");
+    let kernel = f
+        .site("g")
+        .gw
+        .try_ip("-6 route show 2001:db8:2::/64")
+        .unwrap();
+    assert!(kernel.contains("nhid"), "through a nexthop group: {kernel}");
+
+    // And back.
+    p1.reload(&f, &both);
+    g.wait_route("2001:db8:2::/64", &["t1", "t2"]);
+    g.wait_route("10.2.0.0/24", &["t1", "t2"]);
+}
