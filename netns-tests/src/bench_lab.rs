@@ -317,6 +317,7 @@ static_routes = ["{peer_lan}"]
                 ike_proposals: IKE_PROPOSALS.into(),
                 esp_proposals: "aes256gcm16".into(),
                 initiator,
+                dual_stack: false,
             },
         );
         ns.ip(&format!(

@@ -34,6 +34,10 @@ pub struct BgpConfig {
     pub keepalive: u16,
     /// Hold time, seconds.
     pub hold: u16,
+    /// IPv6 over the same session (MP-BGP): BIRD's IPv6 address on the
+    /// tunnel interface (the next hop it announces) and the connected IPv6
+    /// prefixes it advertises.
+    pub ipv6: Option<(String, Vec<String>)>,
 }
 
 /// A running BIRD.
@@ -137,7 +141,7 @@ protocol device {{
 }}
 
 protocol direct {{
-    ipv4;
+    ipv4;{direct6}
 }}
 
 # Only routes learned over BGP go into the kernel; connected ones are there.
@@ -148,7 +152,7 @@ protocol kernel {{
     }};
     merge paths on;
 }}
-
+{kernel6}
 {bfd_protocol}{static_protocol}
 protocol bgp {PEER} {{
     local {local} as {local_as};
@@ -162,10 +166,22 @@ protocol bgp {PEER} {{
 {bfd_on}    ipv4 {{
         import all;
         export where (source = RTS_DEVICE && net ~ [ {prefixes} ]) || source = RTS_STATIC;
-    }};
+    }};{channel6}
 }}
 "#,
         router_id = b.router_id,
+        direct6 = if b.ipv6.is_some() { "\n    ipv6;" } else { "" },
+        kernel6 = match &b.ipv6 {
+            Some(_) => "\nprotocol kernel {\n    ipv6 {\n        import none;\n        export where source = RTS_BGP;\n    };\n    merge paths on;\n}\n".to_string(),
+            None => String::new(),
+        },
+        channel6 = match &b.ipv6 {
+            Some((next_hop, advertise)) => format!(
+                "\n    ipv6 {{\n        import all;\n        export where source = RTS_DEVICE && net ~ [ {} ];\n        next hop address {next_hop};\n    }};",
+                advertise.join(", ")
+            ),
+            None => String::new(),
+        },
         local = b.local_addr,
         local_as = b.local_as,
         peer = b.peer_addr,

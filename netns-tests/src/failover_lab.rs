@@ -366,6 +366,7 @@ impl FailoverLab {
                         ike_proposals: IKE_PROPOSALS.into(),
                         esp_proposals: ESP_PROPOSALS.into(),
                         initiator: end.initiate,
+                        dual_stack: false,
                     },
                 );
                 ns.ip(&format!(
@@ -389,6 +390,7 @@ impl FailoverLab {
                         bfd: true,
                         keepalive: REFERENCE_BGP.0,
                         hold: REFERENCE_BGP.1,
+                        ipv6: None,
                     },
                 );
                 Device::Reference { bird, charon }

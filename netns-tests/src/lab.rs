@@ -188,6 +188,7 @@ impl StrongswanBird {
                 ike_proposals: spec.tunnel.ike_proposals.clone(),
                 esp_proposals: spec.tunnel.esp_proposals.clone(),
                 initiator: spec.initiator,
+                dual_stack: false,
             },
         );
         let tunnel_if = crate::strongswan::TUNNEL_IF;
@@ -212,6 +213,7 @@ impl StrongswanBird {
                 bfd: spec.bgp.bfd,
                 keepalive: spec.bgp.keepalive,
                 hold: spec.bgp.hold,
+                ipv6: None,
             },
         );
         StrongswanBird { bird, charon }

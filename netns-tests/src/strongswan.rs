@@ -37,6 +37,8 @@ pub struct ConnConfig {
     pub esp_proposals: String,
     /// Initiate at load (`start_action = start`) or only respond.
     pub initiator: bool,
+    /// Traffic selectors 0.0.0.0/0 and ::/0 (else IPv4 only).
+    pub dual_stack: bool,
 }
 
 /// A running charon with its connection loaded.
@@ -176,8 +178,8 @@ fn swanctl_conf(c: &ConnConfig) -> String {
         }}
         children {{
             site {{
-                local_ts = 0.0.0.0/0
-                remote_ts = 0.0.0.0/0
+                local_ts = {ts}
+                remote_ts = {ts}
                 esp_proposals = {esp}
                 start_action = {start_action}
                 dpd_action = restart
@@ -195,6 +197,11 @@ secrets {{
 "#,
         local = c.local,
         remote = c.remote,
+        ts = if c.dual_stack {
+            "0.0.0.0/0,::/0"
+        } else {
+            "0.0.0.0/0"
+        },
         ike = c.ike_proposals,
         esp = c.esp_proposals,
         psk = c.psk,

@@ -121,6 +121,7 @@ impl Interop {
                 ike_proposals: ike.into(),
                 esp_proposals: esp.into(),
                 initiator,
+                dual_stack: false,
             },
         ));
     }

@@ -167,6 +167,7 @@ static_routes = ["{peer_lan}"]
                 ike_proposals: "aes256gcm16-prfsha256-x25519".into(),
                 esp_proposals: "aes256gcm16".into(),
                 initiator,
+                dual_stack: false,
             },
         );
         ns.ip(&format!(

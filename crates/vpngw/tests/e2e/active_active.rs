@@ -327,6 +327,7 @@ fn gateway_pair_against_two_strongswan_bird_devices() {
         advertise: vec!["10.2.0.0/24".into()],
         originate: vec![],
         initiator: false,
+        ipv6: None,
     };
     let _opa = OnPrem::start(
         &f,

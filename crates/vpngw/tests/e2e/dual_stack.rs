@@ -16,11 +16,12 @@
 use super::*;
 use vpngw_netns_tests::fabric::Fabric;
 
+/// A gateway with one BGP tunnel: `outer` is (local, remote), `addrs` the
+/// tunnel's (ours, the peer's).
 fn gw(
     asn: u32,
     prefixes: Vec<&'static str>,
-    local: &'static str,
-    remote: &'static str,
+    outer: (&'static str, &'static str),
     addrs: (&'static str, &'static str),
     extra: &'static str,
     peer_asn: u32,
@@ -33,8 +34,8 @@ fn gw(
         conn_extra: extra,
         tunnels: vec![Tunnel {
             name: "t1",
-            local,
-            remote,
+            local: outer.0,
+            remote: outer.1,
             addr: addrs.0,
             peer_addr: addrs.1,
             routing: Routing::Bgp(peer_asn),
@@ -57,8 +58,7 @@ fn ipv6_prefixes_cross_an_ipv4_session_and_ipv6_traffic_the_tunnel() {
         &gw(
             65010,
             vec!["10.2.0.0/24", "2001:db8:2::/64"],
-            "198.51.100.1",
-            "192.0.2.1",
+            ("198.51.100.1", "192.0.2.1"),
             ("169.254.21.2", "169.254.21.1"),
             "dpd_interval = 1\ndpd_timeout = 9\ntunnel_address6 = \"2001:db8:ff::2\"",
             65515,
@@ -72,8 +72,7 @@ fn ipv6_prefixes_cross_an_ipv4_session_and_ipv6_traffic_the_tunnel() {
         &gw(
             65515,
             vec!["10.1.0.0/24", "2001:db8:1::/64"],
-            "192.0.2.1",
-            "198.51.100.1",
+            ("192.0.2.1", "198.51.100.1"),
             ("169.254.21.1", "169.254.21.2"),
             "dpd_interval = 1\ndpd_timeout = 9\ntunnel_address6 = \"2001:db8:ff::1\"",
             65010,
@@ -169,8 +168,7 @@ fn an_ipv6_underlay_carries_both_families() {
         &gw(
             65010,
             vec!["10.2.0.0/24", "2001:db8:2::/64"],
-            "2001:db8:100::2",
-            "2001:db8:100::1",
+            ("2001:db8:100::2", "2001:db8:100::1"),
             ("169.254.21.2", "169.254.21.1"),
             "dpd_interval = 1\ndpd_timeout = 9\ntunnel_address6 = \"2001:db8:ff::2\"",
             65515,
@@ -184,8 +182,7 @@ fn an_ipv6_underlay_carries_both_families() {
         &gw(
             65515,
             vec!["10.1.0.0/24", "2001:db8:1::/64"],
-            "2001:db8:100::1",
-            "2001:db8:100::2",
+            ("2001:db8:100::1", "2001:db8:100::2"),
             ("169.254.21.1", "169.254.21.2"),
             "dpd_interval = 1\ndpd_timeout = 9\ntunnel_address6 = \"2001:db8:ff::1\"",
             65010,
@@ -334,4 +331,80 @@ fn ipv6_routes_fail_over_with_the_ipv4_ones() {
     p1.reload(&f, &both);
     g.wait_route("2001:db8:2::/64", &["t1", "t2"]);
     g.wait_route("10.2.0.0/24", &["t1", "t2"]);
+}
+
+/// The on-premises side as strongSwan (selectors 0.0.0.0/0 and ::/0) and
+/// BIRD (IPv4 and IPv6 channels on one session, `next hop address` its
+/// IPv6 tunnel address), vpngw initiating: each side learns and installs
+/// the other's IPv6 LAN, and the hosts ping over IPv6 through the tunnel.
+#[test]
+fn ipv6_with_strongswan_and_bird_on_premises() {
+    let scenario = "dual stack, strongSwan + BIRD";
+    let mut f = Fabric::new();
+    f.add_site("g", 1, &["192.0.2.1"]);
+    f.add_site("p1", 2, &["198.51.100.1"]);
+    f.add_ipv6("g");
+    f.add_ipv6("p1");
+    let onprem = OnPrem::start(
+        &f,
+        &OnPremSpec {
+            site: "p1",
+            local: "198.51.100.1",
+            remote: "192.0.2.1",
+            addr: "169.254.21.2",
+            peer_addr: "169.254.21.1",
+            asn: 65010,
+            peer_asn: 65515,
+            advertise: vec!["10.2.0.0/24".into()],
+            originate: vec![],
+            initiator: false,
+            ipv6: Some((
+                "2001:db8:ff::2",
+                "2001:db8:ff::1",
+                vec!["2001:db8:2::/64".into()],
+            )),
+        },
+    );
+    let started = Instant::now();
+    let g = Daemon::start(
+        &f,
+        "g",
+        &gw(
+            65515,
+            vec!["10.1.0.0/24", "2001:db8:1::/64"],
+            ("192.0.2.1", "198.51.100.1"),
+            ("169.254.21.1", "169.254.21.2"),
+            "dpd_interval = 1\ndpd_timeout = 9\ntunnel_address6 = \"2001:db8:ff::1\"",
+            65010,
+            true,
+        ),
+    );
+    g.wait_route("2001:db8:2::/64", &["t1"]);
+    g.wait_route("10.2.0.0/24", &["t1"]);
+    // BIRD installed ours, via our IPv6 tunnel address.
+    let p1_gw = &f.site("p1").gw;
+    let theirs = wait_until("BIRD to install 2001:db8:1::/64", SETUP, || {
+        match p1_gw.try_ip("-6 route show 2001:db8:1::/64") {
+            Ok(r) if r.contains("proto bird") => Ok(r),
+            Ok(r) => Err(format!("{r}\n{}", onprem.bird.log())),
+            Err(e) => Err(e),
+        }
+    });
+    assert!(theirs.contains("via 2001:db8:ff::1"), "{theirs}");
+    report(
+        scenario,
+        &format!(
+            "IPv6 LANs installed on both sides {:.1} s after gw-g started",
+            started.elapsed().as_secs_f64()
+        ),
+    );
+    // strongSwan agreed to both families.
+    let sas = onprem.charon.list_sas();
+    assert!(sas.contains("::/0"), "{sas}");
+    wait_until("host-g to ping host-p1 over IPv6", SETUP, || {
+        f.ping6("g", "2001:db8:2::2", 1)
+    });
+    let out = f.ping6("p1", "2001:db8:1::2", 3).unwrap();
+    assert!(out.contains("3 received"), "{out}");
+    f.wait_ping("g", "10.2.0.2", SETUP);
 }

@@ -260,6 +260,9 @@ pub struct OnPremSpec {
     /// Prefixes it announces without routing them.
     pub originate: Vec<String>,
     pub initiator: bool,
+    /// Dual-stack: its IPv6 tunnel address, the peer's, and the connected
+    /// IPv6 prefixes it advertises (MP-BGP over the IPv4 session).
+    pub ipv6: Option<(&'static str, &'static str, Vec<String>)>,
 }
 
 impl OnPrem {
@@ -277,6 +280,7 @@ impl OnPrem {
                 ike_proposals: "aes256gcm16-prfsha256-x25519".into(),
                 esp_proposals: "aes256gcm16".into(),
                 initiator: s.initiator,
+                dual_stack: s.ipv6.is_some(),
             },
         );
         // Only the /32 of the peer's BGP address is routed into the tunnel;
@@ -285,6 +289,11 @@ impl OnPrem {
             "addr add {}/32 peer {}/32 dev {TUNNEL_IF}",
             s.addr, s.peer_addr
         ));
+        if let Some((addr6, peer6, _)) = &s.ipv6 {
+            ns.ip(&format!(
+                "-6 addr add {addr6}/128 peer {peer6}/128 dev {TUNNEL_IF} nodad"
+            ));
+        }
         ns.ip(&format!("link set {TUNNEL_IF} up"));
         let bird = Bird::start(
             ns,
@@ -302,6 +311,10 @@ impl OnPrem {
                 bfd: false,
                 keepalive: KEEPALIVE,
                 hold: HOLD,
+                ipv6: s
+                    .ipv6
+                    .as_ref()
+                    .map(|(addr6, _, advertise6)| (addr6.to_string(), advertise6.clone())),
             },
         );
         OnPrem { bird, charon }

@@ -117,6 +117,7 @@ fn run(p1: P1) {
                 advertise: vec!["10.2.0.0/24".into()],
                 originate: ODD.iter().map(|s| s.to_string()).collect(),
                 initiator: p1 == P1::ReferenceInitiating,
+                ipv6: None,
             };
             (None, Some(OnPrem::start(&f, &spec)))
         }

@@ -213,6 +213,7 @@ fn transit_with_reference_spokes(spokes_initiate: bool) {
         advertise: vec![lan.into()],
         originate: vec![],
         initiator: spokes_initiate,
+        ipv6: None,
     };
     let _p1 = OnPrem::start(
         &f,
