@@ -422,16 +422,26 @@ fn control_socket_is_root_only_and_a_second_daemon_is_refused() {
     });
     let mode = std::fs::metadata(&t.sock_a).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "socket mode {mode:o}");
-    // A second daemon on the same config finds the socket taken and says so.
+    // The first daemon answers (a socket file alone could be a dead one's).
+    assert_eq!(json(&t.sock_a, &["status"])["asn"], 65515);
+    // A second daemon on the same config finds the socket taken and says
+    // so. (Bounded: if it wrongly took over, the test fails, not hangs.)
     let out = t.site_a.run(
-        VPNGW,
+        "timeout",
         &[
+            "30",
+            VPNGW,
             "run",
             "--config",
             t.dir.join("site-a.toml").to_str().unwrap(),
         ],
     );
-    assert!(!out.status.success());
+    assert!(
+        !out.status.success() && out.status.code() != Some(124),
+        "the second daemon ran: {}\nfirst daemon: {}",
+        String::from_utf8_lossy(&out.stderr),
+        t.daemon_a.log()
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("another vpngw answers there"), "{err}");
     // The first one still answers.

@@ -44,41 +44,51 @@ fn gw(
     }
 }
 
+/// Sites g (10.1.0.0/24, 2001:db8:1::/64) and p1 (10.2.0.0/24,
+/// 2001:db8:2::/64), each with these outer addresses.
+fn two_sites(g_outer: &[&str], p1_outer: &[&str]) -> Fabric {
+    let mut f = Fabric::new();
+    f.add_site("g", 1, g_outer);
+    f.add_site("p1", 2, p1_outer);
+    f.add_ipv6("g");
+    f.add_ipv6("p1");
+    f
+}
+
+/// gw-g (AS 65515) with one dual-stack tunnel t1 to p1 (AS 65010) between
+/// `outer` (ours, the peer's); it initiates.
+fn gw_g(outer: (&'static str, &'static str)) -> Gw {
+    gw(
+        65515,
+        vec!["10.1.0.0/24", "2001:db8:1::/64"],
+        outer,
+        ("169.254.21.1", "169.254.21.2"),
+        "dpd_interval = 1\ndpd_timeout = 9\ntunnel_address6 = \"2001:db8:ff::1\"",
+        65010,
+        true,
+    )
+}
+
+/// gw-p1 (AS 65010), the other end of [`gw_g`]'s tunnel; it responds.
+fn gw_p1(outer: (&'static str, &'static str)) -> Gw {
+    gw(
+        65010,
+        vec!["10.2.0.0/24", "2001:db8:2::/64"],
+        outer,
+        ("169.254.21.2", "169.254.21.1"),
+        "dpd_interval = 1\ndpd_timeout = 9\ntunnel_address6 = \"2001:db8:ff::2\"",
+        65515,
+        false,
+    )
+}
+
 #[test]
 fn ipv6_prefixes_cross_an_ipv4_session_and_ipv6_traffic_the_tunnel() {
     let scenario = "dual stack";
-    let mut f = Fabric::new();
-    f.add_site("g", 1, &["192.0.2.1"]);
-    f.add_site("p1", 2, &["198.51.100.1"]);
-    f.add_ipv6("g");
-    f.add_ipv6("p1");
-    let mut p1 = Daemon::start(
-        &f,
-        "p1",
-        &gw(
-            65010,
-            vec!["10.2.0.0/24", "2001:db8:2::/64"],
-            ("198.51.100.1", "192.0.2.1"),
-            ("169.254.21.2", "169.254.21.1"),
-            "dpd_interval = 1\ndpd_timeout = 9\ntunnel_address6 = \"2001:db8:ff::2\"",
-            65515,
-            false,
-        ),
-    );
+    let f = two_sites(&["192.0.2.1"], &["198.51.100.1"]);
+    let mut p1 = Daemon::start(&f, "p1", &gw_p1(("198.51.100.1", "192.0.2.1")));
     let started = Instant::now();
-    let g = Daemon::start(
-        &f,
-        "g",
-        &gw(
-            65515,
-            vec!["10.1.0.0/24", "2001:db8:1::/64"],
-            ("192.0.2.1", "198.51.100.1"),
-            ("169.254.21.1", "169.254.21.2"),
-            "dpd_interval = 1\ndpd_timeout = 9\ntunnel_address6 = \"2001:db8:ff::1\"",
-            65010,
-            true,
-        ),
-    );
+    let g = Daemon::start(&f, "g", &gw_g(("192.0.2.1", "198.51.100.1")));
     g.wait_route("2001:db8:2::/64", &["t1"]);
     p1.wait_route("2001:db8:1::/64", &["t1"]);
     g.wait_route("10.2.0.0/24", &["t1"]);
@@ -149,11 +159,7 @@ fn ipv6_prefixes_cross_an_ipv4_session_and_ipv6_traffic_the_tunnel() {
 #[test]
 fn an_ipv6_underlay_carries_both_families() {
     let scenario = "IPv6 underlay";
-    let mut f = Fabric::new();
-    f.add_site("g", 1, &["192.0.2.1"]);
-    f.add_site("p1", 2, &["198.51.100.1"]);
-    f.add_ipv6("g");
-    f.add_ipv6("p1");
+    let f = two_sites(&["192.0.2.1"], &["198.51.100.1"]);
     // A direct IPv6 link between the gateways: the underlay of this tunnel.
     vpngw_netns_tests::veth(&f.site("g").gw, "u6", &f.site("p1").gw, "u6");
     f.site("g")
@@ -162,33 +168,9 @@ fn an_ipv6_underlay_carries_both_families() {
     f.site("p1")
         .gw
         .ip("-6 addr add 2001:db8:100::2/64 dev u6 nodad");
-    let _p1 = Daemon::start(
-        &f,
-        "p1",
-        &gw(
-            65010,
-            vec!["10.2.0.0/24", "2001:db8:2::/64"],
-            ("2001:db8:100::2", "2001:db8:100::1"),
-            ("169.254.21.2", "169.254.21.1"),
-            "dpd_interval = 1\ndpd_timeout = 9\ntunnel_address6 = \"2001:db8:ff::2\"",
-            65515,
-            false,
-        ),
-    );
+    let _p1 = Daemon::start(&f, "p1", &gw_p1(("2001:db8:100::2", "2001:db8:100::1")));
     let started = Instant::now();
-    let g = Daemon::start(
-        &f,
-        "g",
-        &gw(
-            65515,
-            vec!["10.1.0.0/24", "2001:db8:1::/64"],
-            ("2001:db8:100::1", "2001:db8:100::2"),
-            ("169.254.21.1", "169.254.21.2"),
-            "dpd_interval = 1\ndpd_timeout = 9\ntunnel_address6 = \"2001:db8:ff::1\"",
-            65010,
-            true,
-        ),
-    );
+    let g = Daemon::start(&f, "g", &gw_g(("2001:db8:100::1", "2001:db8:100::2")));
     g.wait_route("10.2.0.0/24", &["t1"]);
     g.wait_route("2001:db8:2::/64", &["t1"]);
     report(
@@ -221,11 +203,10 @@ fn an_ipv6_underlay_carries_both_families() {
 #[test]
 fn ipv6_routes_fail_over_with_the_ipv4_ones() {
     let scenario = "dual-stack failover";
-    let mut f = Fabric::new();
-    f.add_site("g", 1, &["192.0.2.1", "192.0.2.11"]);
-    f.add_site("p1", 2, &["198.51.100.1", "198.51.100.11"]);
-    f.add_ipv6("g");
-    f.add_ipv6("p1");
+    let f = two_sites(
+        &["192.0.2.1", "192.0.2.11"],
+        &["198.51.100.1", "198.51.100.11"],
+    );
     let extra = "dpd_interval = 1\ndpd_timeout = 9\ntunnel_address6 = \"2001:db8:ff::2\"";
     let tunnel = |name, local, remote, addr, peer_addr| Tunnel {
         name,
@@ -340,11 +321,7 @@ fn ipv6_routes_fail_over_with_the_ipv4_ones() {
 #[test]
 fn ipv6_with_strongswan_and_bird_on_premises() {
     let scenario = "dual stack, strongSwan + BIRD";
-    let mut f = Fabric::new();
-    f.add_site("g", 1, &["192.0.2.1"]);
-    f.add_site("p1", 2, &["198.51.100.1"]);
-    f.add_ipv6("g");
-    f.add_ipv6("p1");
+    let f = two_sites(&["192.0.2.1"], &["198.51.100.1"]);
     let onprem = OnPrem::start(
         &f,
         &OnPremSpec {
@@ -366,19 +343,7 @@ fn ipv6_with_strongswan_and_bird_on_premises() {
         },
     );
     let started = Instant::now();
-    let g = Daemon::start(
-        &f,
-        "g",
-        &gw(
-            65515,
-            vec!["10.1.0.0/24", "2001:db8:1::/64"],
-            ("192.0.2.1", "198.51.100.1"),
-            ("169.254.21.1", "169.254.21.2"),
-            "dpd_interval = 1\ndpd_timeout = 9\ntunnel_address6 = \"2001:db8:ff::1\"",
-            65010,
-            true,
-        ),
-    );
+    let g = Daemon::start(&f, "g", &gw_g(("192.0.2.1", "198.51.100.1")));
     g.wait_route("2001:db8:2::/64", &["t1"]);
     g.wait_route("10.2.0.0/24", &["t1"]);
     // BIRD installed ours, via our IPv6 tunnel address.
