@@ -731,6 +731,14 @@ fn connection(
             "tunnel_address and tunnel_peer go together",
         ));
     }
+    if let (Some(a), Some(p)) = (rc.tunnel_address, rc.tunnel_peer) {
+        if a.is_ipv4() != p.is_ipv4() {
+            return Err(cx.invalid(
+                k("tunnel_peer"),
+                format!("{p} and tunnel_address {a} are of different families; expected both IPv4 or both IPv6"),
+            ));
+        }
+    }
 
     let tunnel_address6 = rc.tunnel_address6;
     if let Some(a) = tunnel_address6 {

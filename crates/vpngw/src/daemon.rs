@@ -401,7 +401,16 @@ fn create_tun(c: &Connection) -> std::io::Result<Tun> {
     if let (Some(IpAddr::V4(a)), Some(IpAddr::V4(p))) = (c.tunnel_address, c.tunnel_peer) {
         tun.set_ptp_v4(a, p).map_err(|e| err("cannot address", e))?;
     }
-    if let Some(a) = c.tunnel_address6 {
+    for a in [
+        c.tunnel_address6,
+        c.tunnel_address.and_then(|a| match a {
+            IpAddr::V6(v6) => Some(v6),
+            IpAddr::V4(_) => None,
+        }),
+    ]
+    .into_iter()
+    .flatten()
+    {
         tun.add_addr_v6(a)
             .map_err(|e| err("cannot give an IPv6 address to", e))?;
     }
@@ -730,6 +739,13 @@ impl Daemon {
                 for p in prefixes {
                     now.entry(*p).or_default().push(c.tunnel_id());
                 }
+            }
+            // An IPv6 tunnel peer (a BGP session over IPv6 on the tunnel)
+            // is reached through the tunnel: IPv6 has no point-to-point
+            // address pair to give the kernel that route, as IPv4 does.
+            if let Some(IpAddr::V6(peer)) = c.cfg.tunnel_peer {
+                let host = IpNet::V6(ipnet::Ipv6Net::from(peer));
+                now.entry(host).or_default().push(c.tunnel_id());
             }
         }
         for prefix in self.statics.keys() {
@@ -1089,10 +1105,33 @@ impl Daemon {
         // The BGP session across the tunnel follows it: closed at once when
         // the tunnel goes down, instead of waiting for the hold timer.
         if let (Some(bgp), Some(peer)) = (&self.bgp, c.peer) {
-            if up {
-                bgp.start_peer(peer);
-            } else {
+            if !up {
                 bgp.stop_peer(peer, StopReason::TransportDown);
+            } else if matches!(c.cfg.tunnel_peer, Some(IpAddr::V6(_))) {
+                // An IPv6 tunnel peer is reached by a route vpngw installs
+                // with the tunnel (IPv4 peers by the point-to-point pair):
+                // the session starts once the route programmer has applied
+                // it, not with a first connect that fails and then waits
+                // out ConnectRetry.
+                let (tx, rx) = oneshot::channel();
+                if self
+                    .routes
+                    .inspect(move |_| {
+                        let _ = tx.send(());
+                    })
+                    .is_ok()
+                {
+                    let bgp = bgp.clone();
+                    tokio::spawn(async move {
+                        if rx.await.is_ok() {
+                            bgp.start_peer(peer);
+                        }
+                    });
+                } else {
+                    bgp.start_peer(peer);
+                }
+            } else {
+                bgp.start_peer(peer);
             }
         }
     }

@@ -49,6 +49,10 @@ pub const RESTART_DELAY_MAX: Duration = Duration::from_secs(30);
 /// Half-open responder SAs beyond which IKE_SA_INIT requests must carry a
 /// cookie, by default.
 pub const COOKIE_THRESHOLD: usize = 64;
+/// Half-open responder SAs of one connection beyond which its IKE_SA_INIT
+/// requests must carry a cookie (a real peer has one at a time, two in a
+/// race).
+pub const COOKIE_THRESHOLD_PER_PEER: usize = 4;
 /// How long one cookie secret is used.
 pub const COOKIE_SECRET_LIFETIME: Duration = Duration::from_secs(120);
 
@@ -404,7 +408,17 @@ impl Endpoint {
             .values()
             .filter(|(_, sa)| sa.phase() == Phase::InitReplied)
             .count();
-        if half_open >= self.cookie_threshold
+        // Per peer too: a flood that spoofs a configured peer's address
+        // would otherwise cost a Diffie-Hellman per packet and starve the
+        // real peer, without ever reaching the global threshold. The real
+        // peer receives our answers and returns the cookie; a spoofer
+        // cannot.
+        let half_open_here = self
+            .sas
+            .values()
+            .filter(|(c, sa)| *c == conn && sa.phase() == Phase::InitReplied)
+            .count();
+        if (half_open >= self.cookie_threshold || half_open_here >= COOKIE_THRESHOLD_PER_PEER)
             && !self.cookie_ok(now, local, remote, header, datagram, rng)
         {
             return;

@@ -373,3 +373,77 @@ fn ipv6_with_strongswan_and_bird_on_premises() {
     assert!(out.contains("3 received"), "{out}");
     f.wait_ping("g", "10.2.0.2", SETUP);
 }
+
+/// An IPv6-only tunnel: the BGP session runs between IPv6 tunnel
+/// addresses (2001:db8:fe::1 and ::2; vpngw routes the peer's /128 into
+/// the tunnel, there being no IPv6 point-to-point pair), the IPv6 LANs are
+/// exchanged with those addresses as next hops, and the IPv4 LANs, with no
+/// IPv4 next hop to give, are held back with the reason.
+#[test]
+fn a_bgp_session_between_ipv6_tunnel_addresses() {
+    let scenario = "IPv6 BGP session";
+    let f = two_sites(&["192.0.2.1"], &["198.51.100.1"]);
+    let v6_only = |asn, prefixes, outer, addrs, peer_asn, initiate| {
+        gw(
+            asn,
+            prefixes,
+            outer,
+            addrs,
+            "dpd_interval = 1\ndpd_timeout = 9",
+            peer_asn,
+            initiate,
+        )
+    };
+    let _p1 = Daemon::start(
+        &f,
+        "p1",
+        &v6_only(
+            65010,
+            vec!["10.2.0.0/24", "2001:db8:2::/64"],
+            ("198.51.100.1", "192.0.2.1"),
+            ("2001:db8:fe::2", "2001:db8:fe::1"),
+            65515,
+            false,
+        ),
+    );
+    let started = Instant::now();
+    let g = Daemon::start(
+        &f,
+        "g",
+        &v6_only(
+            65515,
+            vec!["10.1.0.0/24", "2001:db8:1::/64"],
+            ("192.0.2.1", "198.51.100.1"),
+            ("2001:db8:fe::1", "2001:db8:fe::2"),
+            65010,
+            true,
+        ),
+    );
+    g.wait_route("2001:db8:2::/64", &["t1"]);
+    report(
+        scenario,
+        &format!(
+            "IPv6 LAN learned over the IPv6 session {:.2} s after gw-g started",
+            started.elapsed().as_secs_f64()
+        ),
+    );
+    let n = g.json(&["bgp", "t1"]);
+    assert_eq!(n["address"], "2001:db8:fe::2", "{n}");
+    assert_eq!(n["state"], "Established", "{n}");
+    let v6 = n["accepted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["prefix"] == "2001:db8:2::/64")
+        .unwrap_or_else(|| panic!("{n}"))
+        .clone();
+    assert_eq!(v6["next_hop"], "2001:db8:fe::2", "{n}");
+    // Only the IPv6 LAN is advertised; the IPv4 one has no next hop here.
+    assert_eq!(n["advertised_count"], 1, "{n}");
+    assert!(!g.routes().contains_key("10.2.0.0/24"), "{:?}", g.routes());
+    wait_until("host-g to ping host-p1 over IPv6", SETUP, || {
+        f.ping6("g", "2001:db8:2::2", 1)
+    });
+    let out = f.ping6("p1", "2001:db8:1::2", 3).unwrap();
+    assert!(out.contains("3 received"), "{out}");
+}
