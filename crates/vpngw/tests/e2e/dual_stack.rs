@@ -320,7 +320,22 @@ fn ipv6_routes_fail_over_with_the_ipv4_ones() {
 /// the other's IPv6 LAN, and the hosts ping over IPv6 through the tunnel.
 #[test]
 fn ipv6_with_strongswan_and_bird_on_premises() {
-    let scenario = "dual stack, strongSwan + BIRD";
+    with_strongswan_and_bird(false);
+}
+
+/// The same with strongSwan initiating: vpngw, responding, takes both
+/// families' selectors.
+#[test]
+fn ipv6_with_strongswan_and_bird_initiating() {
+    with_strongswan_and_bird(true);
+}
+
+fn with_strongswan_and_bird(onprem_initiates: bool) {
+    let scenario = if onprem_initiates {
+        "dual stack, strongSwan + BIRD initiating"
+    } else {
+        "dual stack, strongSwan + BIRD responding"
+    };
     let f = two_sites(&["192.0.2.1"], &["198.51.100.1"]);
     let onprem = OnPrem::start(
         &f,
@@ -334,7 +349,7 @@ fn ipv6_with_strongswan_and_bird_on_premises() {
             peer_asn: 65515,
             advertise: vec!["10.2.0.0/24".into()],
             originate: vec![],
-            initiator: false,
+            initiator: onprem_initiates,
             ipv6: Some((
                 "2001:db8:ff::2",
                 "2001:db8:ff::1",
@@ -343,9 +358,17 @@ fn ipv6_with_strongswan_and_bird_on_premises() {
         },
     );
     let started = Instant::now();
-    let g = Daemon::start(&f, "g", &gw_g(("192.0.2.1", "198.51.100.1")));
+    let mut g_config = gw_g(("192.0.2.1", "198.51.100.1"));
+    g_config.tunnels[0].initiate = !onprem_initiates;
+    let g = Daemon::start(&f, "g", &g_config);
     g.wait_route("2001:db8:2::/64", &["t1"]);
     g.wait_route("10.2.0.0/24", &["t1"]);
+    let both = serde_json::json!(["0.0.0.0/0", "::/0"]);
+    let sas = g.json(&["sas"]);
+    assert_eq!(
+        sas["connections"][0]["child"]["selectors_local"], both,
+        "{sas}"
+    );
     // BIRD installed ours, via our IPv6 tunnel address.
     let p1_gw = &f.site("p1").gw;
     let theirs = wait_until("BIRD to install 2001:db8:1::/64", SETUP, || {
