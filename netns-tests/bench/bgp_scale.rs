@@ -437,7 +437,6 @@ impl VpngwLab {
 }
 
 fn vpngw_run(binary: &Path, table: &FeedTable) -> Row {
-    let n = table.len();
     let lab = VpngwLab::start(binary, &[("feed", FEEDER_AS), ("sink", SINK_AS)]);
     let watch = RouteWatch::start(&lab.r_ns, PROTO_VPNGW, MAIN_TABLE);
     let (f_local, f_remote) = VpngwLab::session(0);
@@ -459,29 +458,46 @@ fn vpngw_run(binary: &Path, table: &FeedTable) -> Row {
     // R's own prefix reaches the sink first: the sessions are up.
     sink.wait(Duration::from_secs(10), |s| !s.routes.is_empty());
     let pid = lab.r.proc.pid();
+    let row = measure(table, pid, &feeder, &sink, &watch, || lab.r.loc_rib());
+    drop((feeder, sink, watch));
+    drop(lab);
+    row
+}
+
+/// Feeds `table` to the receiver `pid` and withdraws it again, timing each
+/// phase (its Loc-RIB by `loc_rib`, its kernel by `watch`, the transit by
+/// `sink`, which starts with the receiver's own prefix) and its RSS.
+fn measure(
+    table: &FeedTable,
+    pid: u32,
+    feeder: &Feeder,
+    sink: &Sink,
+    watch: &RouteWatch,
+    loc_rib: impl Fn() -> Option<usize> + Sync,
+) -> Row {
+    let n = table.len();
     let (base, _) = rss_kib(pid);
-    if std::env::var_os("BGP_SCALE_KILL_LOADED").is_some() {
+    let profiling = std::env::var_os("BGP_SCALE_KILL_LOADED").is_some();
+    if profiling {
         print_smaps(pid);
     }
     let mut row = Row {
         rss_base_kib: base,
         ..Row::default()
     };
-
     let t0 = Instant::now();
-    let feeding = std::thread::scope(|scope| {
+    let loc = std::thread::scope(|scope| {
         let f = scope.spawn(|| feeder.announce(table));
-        let loc = poll_until(PHASE_TIMEOUT, n, || lab.r.loc_rib());
+        let loc = poll_until(PHASE_TIMEOUT, n, &loc_rib);
         f.join().unwrap();
         loc
     });
-    row.loc_rib = since(t0, feeding);
+    row.loc_rib = since(t0, loc);
     row.kernel = since(t0, watch.wait(PHASE_TIMEOUT, |s| s.routes.len() >= n));
-    // The sink also holds R's own prefix.
     row.transit = since(t0, sink.wait(PHASE_TIMEOUT, |s| s.routes.len() > n));
     std::thread::sleep(Duration::from_millis(500));
     (row.rss_kib, row.peak_kib) = rss_kib(pid);
-    if std::env::var_os("BGP_SCALE_KILL_LOADED").is_some() {
+    if profiling {
         std::thread::sleep(Duration::from_secs(5));
         if let Ok(out) = Command::new("gdb")
             .args(["-p", &pid.to_string(), "-batch", "-ex", "p mallinfo2()"])
@@ -495,10 +511,18 @@ fn vpngw_run(binary: &Path, table: &FeedTable) -> Row {
             }
         }
         print_smaps(pid);
+        // For a heap profiler's "leaked" report: what is live with the
+        // table loaded.
+        // (Under BGP_SCALE_WRAP the profiler's child is the daemon.)
+        let _ = Command::new("pkill")
+            .args(["-KILL", "-P", &pid.to_string()])
+            .status();
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
         std::thread::sleep(Duration::from_secs(2));
         return row;
     }
-
     let t1 = Instant::now();
     feeder.withdraw(table);
     row.withdraw_kernel = since(t1, watch.wait(PHASE_TIMEOUT, |s| s.routes.is_empty()));
@@ -506,15 +530,12 @@ fn vpngw_run(binary: &Path, table: &FeedTable) -> Row {
     if watch.overflowed() {
         row.note = "netlink watcher overflowed".into();
     }
-    drop((feeder, sink, watch));
-    drop(lab);
     row
 }
 
 // --- BIRD ------------------------------------------------------------------
 
 fn bird_run(table: &FeedTable) -> Row {
-    let n = table.len();
     let id = unique_id();
     let dir = WorkDir::new(&id);
     let r = Netns::new(&id, "bird-r");
@@ -613,33 +634,7 @@ protocol bgp sink {{
             .and_then(|l| l.split_whitespace().next())
             .and_then(|v| v.parse().ok())
     };
-    let pid = bird.pid();
-    let (base, _) = rss_kib(pid);
-    let mut row = Row {
-        rss_base_kib: base,
-        ..Row::default()
-    };
-
-    let t0 = Instant::now();
-    let loc = std::thread::scope(|scope| {
-        let fh = scope.spawn(|| feeder.announce(table));
-        let loc = poll_until(PHASE_TIMEOUT, n, birdc_count);
-        fh.join().unwrap();
-        loc
-    });
-    row.loc_rib = since(t0, loc);
-    row.kernel = since(t0, watch.wait(PHASE_TIMEOUT, |s| s.routes.len() >= n));
-    row.transit = since(t0, sink.wait(PHASE_TIMEOUT, |s| s.routes.len() > n));
-    std::thread::sleep(Duration::from_millis(500));
-    (row.rss_kib, row.peak_kib) = rss_kib(pid);
-
-    let t1 = Instant::now();
-    feeder.withdraw(table);
-    row.withdraw_kernel = since(t1, watch.wait(PHASE_TIMEOUT, |s| s.routes.is_empty()));
-    row.withdraw_transit = since(t1, sink.wait(PHASE_TIMEOUT, |s| s.routes.len() == 1));
-    if watch.overflowed() {
-        row.note = "netlink watcher overflowed".into();
-    }
+    let row = measure(table, bird.pid(), &feeder, &sink, &watch, birdc_count);
     drop((feeder, sink, watch));
     bird.stop();
     row
