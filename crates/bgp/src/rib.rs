@@ -349,13 +349,6 @@ pub struct Route {
     pub attrs: Arc<PathAttributes>,
 }
 
-impl Route {
-    /// Whether two routes are the same path from the same peer.
-    pub fn same_path(&self, other: &Route) -> bool {
-        self.peer == other.peer && Arc::ptr_eq(&self.attrs, &other.attrs)
-    }
-}
-
 /// A route received but refused, with the reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refused {
@@ -455,12 +448,6 @@ impl LocRibEntry {
         1 + self.others.len()
     }
 
-    /// Whether both entries select the same paths.
-    pub fn same_paths(&self, other: &LocRibEntry) -> bool {
-        self.ecmp_len() == other.ecmp_len()
-            && self.ecmp().zip(other.ecmp()).all(|(a, b)| a.same_path(b))
-    }
-
     /// The distinct next hops of the ECMP set, with the peer of each.
     pub fn next_hops(&self) -> Vec<NextHop> {
         let mut out: Vec<NextHop> = Vec::with_capacity(self.ecmp_len());
@@ -529,11 +516,6 @@ impl LocRib {
     /// The peer of `prefix`'s best path.
     pub fn best_peer(&self, prefix: &IpNet) -> Option<PeerId> {
         self.best.get(prefix).map(|p| PeerId(*p as usize))
-    }
-
-    /// Whether `prefix` has a route.
-    pub fn contains(&self, prefix: &IpNet) -> bool {
-        self.best.contains_key(prefix)
     }
 
     /// Every prefix with a route, in order.

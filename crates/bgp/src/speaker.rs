@@ -1043,7 +1043,7 @@ impl Speaker {
         }
         let best = self.best_route(prefix)?;
         // The checks that depend on the prefix, in export_attributes' order.
-        if let Err(reason) = self.export_prefix_checks(q, prefix, &best) {
+        if let Err(reason) = self.export_prefix_checks(q, prefix, Some(&best)) {
             return Some(Err(reason));
         }
         let key = (
@@ -1063,28 +1063,42 @@ impl Speaker {
         Some(result)
     }
 
-    /// The export checks of [`Speaker::export_attributes`] that depend on
-    /// the prefix itself, not only on its path (so they stay out of the
-    /// export cache).
+    /// The export checks that depend on the prefix rather than on its
+    /// path's attributes — its family, the peer's export list, and for a
+    /// learned route whether it came from this peer and whether it is a
+    /// default route — in the order [`Speaker::export_attributes`] applies
+    /// them (the export cache holds only what comes after).
     fn export_prefix_checks(
         &self,
         q: usize,
         prefix: &IpNet,
-        route: &Route,
+        route: Option<&Route>,
     ) -> Result<(), ExportRefusal> {
         let Some(p) = self.peers.get(q) else {
             return Err(ExportRefusal::AddressFamilyNotNegotiated);
         };
+        let Some(negotiated) = p.session.negotiated() else {
+            return Err(ExportRefusal::AddressFamilyNotNegotiated);
+        };
+        let family_ok = match prefix {
+            IpNet::V4(_) => negotiated.ipv4,
+            IpNet::V6(_) => negotiated.ipv6,
+        };
+        if !family_ok {
+            return Err(ExportRefusal::AddressFamilyNotNegotiated);
+        }
         if let Some(list) = &p.config.export {
             if !list.permits(prefix) {
                 return Err(ExportRefusal::ExportPrefixList);
             }
         }
-        if route.peer == PeerId(q) {
-            return Err(ExportRefusal::LearnedFromPeer);
-        }
-        if prefix.prefix_len() == 0 {
-            return Err(ExportRefusal::DefaultRoute);
+        if let Some(r) = route {
+            if r.peer == PeerId(q) {
+                return Err(ExportRefusal::LearnedFromPeer);
+            }
+            if prefix.prefix_len() == 0 {
+                return Err(ExportRefusal::DefaultRoute);
+            }
         }
         Ok(())
     }
@@ -1119,34 +1133,17 @@ impl Speaker {
         prefix: &IpNet,
         route: Option<&Route>,
     ) -> Result<PathAttributes, ExportRefusal> {
-        let Some(p) = self.peers.get(q) else {
+        self.export_prefix_checks(q, prefix, route)?;
+        let (Some(p), Some(negotiated)) = (
+            self.peers.get(q),
+            self.peers.get(q).and_then(|p| p.session.negotiated()),
+        ) else {
             return Err(ExportRefusal::AddressFamilyNotNegotiated);
         };
-        let Some(negotiated) = p.session.negotiated() else {
-            return Err(ExportRefusal::AddressFamilyNotNegotiated);
-        };
-        let family_ok = match prefix {
-            IpNet::V4(_) => negotiated.ipv4,
-            IpNet::V6(_) => negotiated.ipv6,
-        };
-        if !family_ok {
-            return Err(ExportRefusal::AddressFamilyNotNegotiated);
-        }
-        if let Some(list) = &p.config.export {
-            if !list.permits(prefix) {
-                return Err(ExportRefusal::ExportPrefixList);
-            }
-        }
         let external = p.config.remote_as != self.local_as;
         let mut attrs = match route {
             None => PathAttributes::originated(crate::rib::UNSPECIFIED),
             Some(r) => {
-                if r.peer == PeerId(q) {
-                    return Err(ExportRefusal::LearnedFromPeer);
-                }
-                if prefix.prefix_len() == 0 {
-                    return Err(ExportRefusal::DefaultRoute);
-                }
                 let from_internal = self
                     .peers
                     .get(r.peer.0)
@@ -1332,11 +1329,6 @@ impl LocRibView<'_> {
                 .filter_map(|p| self.speaker.route_of(*p, prefix))
                 .collect(),
         })
-    }
-
-    /// Whether `prefix` has a route.
-    pub fn contains(&self, prefix: &IpNet) -> bool {
-        self.speaker.loc_rib.contains(prefix)
     }
 
     /// Every prefix with a route, in order.

@@ -175,14 +175,10 @@ impl Handle {
         self.notify()
     }
 
-    /// How many commands are queued and not yet taken by the thread. A
-    /// producer that can wait (the BGP speaker, reading peers) holds back
-    /// while this is high: the kernel is behind.
-    pub fn backlog(&self) -> usize {
-        self.backlog.load(Ordering::Relaxed)
-    }
-
-    /// A shared view of [`Handle::backlog`], for another thread.
+    /// How many commands are queued and not yet taken by the thread, as a
+    /// counter another thread can read: a producer that can wait (the BGP
+    /// speaker, reading peers) holds back while it is high — the kernel is
+    /// behind.
     pub fn backlog_counter(&self) -> Arc<AtomicUsize> {
         Arc::clone(&self.backlog)
     }

@@ -484,12 +484,6 @@ impl Programmer {
         self.purge()
     }
 
-    /// Whether the kernel's per-route notifications of nexthop changes
-    /// were turned off by this programmer ([`Config::per_route_notifications`]).
-    pub fn quieted_notifications(&self) -> bool {
-        self.compat_mode_was.is_some()
-    }
-
     fn key(&self) -> RouteKey {
         RouteKey {
             table: self.config.table,
