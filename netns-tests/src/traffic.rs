@@ -23,17 +23,24 @@ use crate::Netns;
 
 /// Runs `f` on a thread inside `ns` (sockets it creates stay there).
 pub fn in_netns<T: Send + 'static>(ns: &Netns, f: impl FnOnce() -> T + Send + 'static) -> T {
+    spawn_in_netns(ns, f).join().expect("netns thread")
+}
+
+/// Starts a thread that enters `ns` and runs `f` there, for as long as it
+/// likes (a sender that runs until told to stop).
+pub fn spawn_in_netns<T: Send + 'static>(
+    ns: &Netns,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> JoinHandle<T> {
     let path = format!("/run/netns/{}", ns.name());
     std::thread::spawn(move || {
         let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
         // SAFETY: setns on a descriptor we hold open; it only moves this
-        // short-lived thread.
+        // thread, which we made for the purpose.
         let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
         assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
         f()
     })
-    .join()
-    .expect("netns thread")
 }
 
 /// What one UDP flow saw.

@@ -122,6 +122,7 @@ struct RawConnection {
     dpd_interval: Option<DurationValue>,
     dpd_timeout: Option<DurationValue>,
     hold_down: Option<DurationValue>,
+    icmp_failover: Option<bool>,
     tun_name: Option<String>,
     mtu: Option<u16>,
     mss_clamp: Option<u16>,
@@ -377,6 +378,11 @@ pub struct Connection {
     /// After the tunnel went down, it rejoins (routes, BGP) only once it
     /// has stayed up this long (flap damping; 0: at once).
     pub hold_down: Duration,
+    /// An ICMP port unreachable from the peer answering our ESP (its IKE
+    /// daemon is gone: nothing listens on its port 4500) takes the tunnel
+    /// out of its routes and BGP session at once, and IKE checks the peer
+    /// straight away; the tunnel rejoins at the peer's next sign of life.
+    pub icmp_failover: bool,
     /// TUN device name.
     pub tun_name: String,
     /// TUN MTU.
@@ -829,6 +835,7 @@ fn connection(
         dpd_interval,
         dpd_timeout,
         hold_down,
+        icmp_failover: rc.icmp_failover.unwrap_or(true),
         tun_name,
         mtu,
         mss_clamp,

@@ -236,6 +236,10 @@ pub struct DatapathCounters {
     pub drop_no_sa: u64,
     /// Send failures.
     pub drop_tx_error: u64,
+    /// ICMP port unreachable from the peer about our ESP (verified by SPI
+    /// and sequence number): its IKE daemon was gone.
+    #[serde(default)]
+    pub peer_unreachable: u64,
 }
 
 /// `vpngw bgp`.

@@ -36,7 +36,7 @@ use vpngw_bgp::driver::{
 use vpngw_bgp::session::StopReason;
 use vpngw_bgp::{Event as BgpEvent, PeerConfig, PeerId, Speaker, SpeakerConfig, Timers};
 use vpngw_routes::{Command as RouteCommand, Handle as RouteHandle, Notice, Tunnel, TunnelId};
-use vpngw_tunnel::driver::datapath::{Datapath, SaCounters, TunnelSpec};
+use vpngw_tunnel::driver::datapath::{Datapath, DatapathEvent, SaCounters, TunnelSpec};
 use vpngw_tunnel::driver::ike::{
     self as ike_driver, DriverCounters, IkeCommand, IkeEvent, IkeSockets,
 };
@@ -57,6 +57,10 @@ const RETRANSMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2
 const RETRANSMIT_TRIES: u32 = 5;
 /// How long a deleted child's inbound SA still accepts packets.
 const INBOUND_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
+/// After an ICMP hint ([`DatapathEvent::PeerUnreachable`]) IKE checks the
+/// peer, and gives up after `dpd_timeout`: a tunnel still up this much
+/// later had its check answered, and rejoins.
+const CHECK_MARGIN: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// An IKE identity from the configuration: an IP address, `keyid:...`,
 /// `user@domain`, or an FQDN.
@@ -151,6 +155,9 @@ pub(crate) struct Conn {
     bfd: Option<vpngw_bfd::SessionId>,
     /// What BFD last said (None: no BFD, or no word yet).
     pub(crate) bfd_up: Option<bool>,
+    /// Out of service on an ICMP hint that the peer is gone: the inbound
+    /// packet count then, so that a packet since is proof of life.
+    unreachable: Option<u64>,
 }
 
 impl Conn {
@@ -166,6 +173,8 @@ pub(crate) struct Daemon {
     pub(crate) started: Instant,
     groups: Vec<Group>,
     ike_events: Vec<mpsc::UnboundedReceiver<IkeEvent>>,
+    /// Each group's datapath reports, by group index.
+    datapath_events: Vec<mpsc::UnboundedReceiver<DatapathEvent>>,
     pub(crate) conns: Vec<Option<Conn>>,
     pub(crate) routes: RouteHandle,
     /// The static prefixes and the tunnels carrying them, as last set.
@@ -205,6 +214,7 @@ pub async fn run(config: Config, file: PathBuf) -> std::io::Result<()> {
         started: Instant::now(),
         groups: Vec::new(),
         ike_events: Vec::new(),
+        datapath_events: Vec::new(),
         conns: Vec::new(),
         routes,
         statics: BTreeMap::new(),
@@ -247,7 +257,8 @@ pub async fn run(config: Config, file: PathBuf) -> std::io::Result<()> {
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
     loop {
         tokio::select! {
-            (group, event) = next_ike_event(&mut daemon.ike_events) => daemon.on_ike_event(group, event),
+            (group, event) = next_event(&mut daemon.ike_events) => daemon.on_ike_event(group, event),
+            (group, event) = next_event(&mut daemon.datapath_events) => daemon.on_datapath_event(group, event),
             Some(event) = recv_bgp(&mut daemon.bgp_events) => daemon.on_bgp_events(event),
             Some((session, event)) = recv_bfd(&mut daemon.bfd_events) => daemon.on_bfd_event(session, event),
             Some(incoming) = control_rx.recv() => daemon.on_request(incoming).await,
@@ -271,8 +282,9 @@ pub async fn run(config: Config, file: PathBuf) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The next event of any group's IKE driver, with the group's index.
-async fn next_ike_event(rxs: &mut [mpsc::UnboundedReceiver<IkeEvent>]) -> (usize, IkeEvent) {
+/// The next event of any group's IKE driver (or datapath), with the
+/// group's index.
+async fn next_event<T>(rxs: &mut [mpsc::UnboundedReceiver<T>]) -> (usize, T) {
     std::future::poll_fn(|cx| {
         for (i, rx) in rxs.iter_mut().enumerate() {
             if let std::task::Poll::Ready(Some(e)) = rx.poll_recv(cx) {
@@ -479,7 +491,10 @@ impl Daemon {
             )
         })?;
         let (natt, to_ike) = sockets.attach_datapath()?;
-        let datapath = Datapath::start(natt, to_ike, Vec::new())?;
+        let mut datapath = Datapath::start(natt, to_ike, Vec::new())?;
+        let datapath_events = datapath
+            .take_events()
+            .ok_or_else(|| std::io::Error::other("datapath events taken"))?;
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let (stop_tx, stop_rx) = watch::channel(false);
         let (commands, commands_rx) = mpsc::unbounded_channel();
@@ -499,6 +514,7 @@ impl Daemon {
             datapath,
         });
         self.ike_events.push(events_rx);
+        self.datapath_events.push(datapath_events);
         Ok(self.groups.len() - 1)
     }
 
@@ -578,6 +594,7 @@ impl Daemon {
             rejoin_at: None,
             bfd,
             bfd_up: None,
+            unreachable: None,
         }));
         Ok(())
     }
@@ -639,6 +656,10 @@ impl Daemon {
         match event {
             vpngw_bfd::session::Event::Up => {
                 c.bfd_up = Some(true);
+                if c.unreachable.take().is_some() && was != Some(false) && tunnel_up {
+                    // BFD came up after an ICMP hint took the tunnel out.
+                    c.rejoin_at = Some(Instant::now());
+                }
                 info!("BFD up");
                 if was == Some(false) && tunnel_up {
                     let hold_down = c.cfg.hold_down;
@@ -821,6 +842,44 @@ impl Daemon {
         }
     }
 
+    /// The datapath saw the peer's host refuse our ESP (ICMP port
+    /// unreachable, verified by SPI and sequence number): its IKE daemon
+    /// is gone. A tunnel in service leaves its routes and BGP session now
+    /// rather than after BFD's or DPD's timeout, and IKE checks the peer at
+    /// once. It rejoins at the first sign of life: inbound ESP (BFD and BGP
+    /// ride in it too), BFD coming up, a new child SA, or the check
+    /// answered (the tunnel still up `dpd_timeout` later). Only a check
+    /// that goes unanswered ends the IKE SA (RFC 7296 §2.4).
+    fn on_datapath_event(&mut self, group: usize, event: DatapathEvent) {
+        let DatapathEvent::PeerUnreachable { conn, peer } = event;
+        let Some(slot) = self.slot_of(group, ConnId(conn)) else {
+            return;
+        };
+        let name = self.name(slot).to_string();
+        let span = info_span!("connection", name = %name);
+        let _enter = span.enter();
+        let Some(Some(c)) = self.conns.get_mut(slot) else {
+            return;
+        };
+        if !c.cfg.icmp_failover || c.up_since.is_none() || c.unreachable.is_some() {
+            return;
+        }
+        if let Some(g) = self.groups.get(c.group) {
+            let _ = g.commands.send(IkeCommand::CheckLiveness(c.ike));
+        }
+        let in_service = c.rejoin_at.is_none() && c.bfd_up != Some(false);
+        if !in_service {
+            debug!(%peer, "ICMP port unreachable from the peer; the tunnel is out of service already");
+            return;
+        }
+        c.unreachable = Some(c.sa_counters.as_ref().map_or(0, |s| {
+            s.inbound.packets.load(std::sync::atomic::Ordering::Relaxed)
+        }));
+        c.rejoin_at = Some(Instant::now() + c.cfg.dpd_timeout + CHECK_MARGIN);
+        warn!(%peer, "the peer's host refused our ESP (ICMP port unreachable: its IKE daemon is gone); the tunnel leaves its routes and BGP session until the peer shows life");
+        self.rejoin(slot, false);
+    }
+
     fn name(&self, slot: usize) -> &str {
         self.conns
             .get(slot)
@@ -906,9 +965,15 @@ impl Daemon {
                     c.last_inbound = inbound;
                     let _ = g.commands.send(IkeCommand::InboundTraffic(c.ike));
                 }
+                if c.unreachable.is_some_and(|then| inbound > then) {
+                    // Proof of life after an ICMP hint: back at once.
+                    info!(connection = %c.cfg.name, "ESP from the peer again: it is alive");
+                    c.rejoin_at = Some(now);
+                }
             }
             if c.rejoin_at.is_some_and(|t| t <= now) && c.bfd_up != Some(false) {
                 c.rejoin_at = None;
+                c.unreachable = None;
                 rejoin.push(slot);
             }
         }
@@ -1072,6 +1137,7 @@ impl Daemon {
         let bfd_down = c.bfd_up == Some(false);
         let held = up && ((c.was_down && !hold_down.is_zero()) || bfd_down);
         if let Some(Some(c)) = self.conns.get_mut(slot) {
+            c.unreachable = None;
             if up {
                 c.up_since = Some(Instant::now());
                 c.rejoin_at = (held && !bfd_down).then(|| Instant::now() + hold_down);

@@ -744,6 +744,7 @@ fn datapath(c: &CounterSnapshot) -> DatapathCounters {
         drop_malformed: c.drop_malformed,
         drop_no_sa: c.drop_no_sa,
         drop_tx_error: c.drop_tx_error,
+        peer_unreachable: c.peer_unreachable,
     }
 }
 

@@ -181,7 +181,7 @@ pub fn sas(r: &SasReport) -> String {
         let d = &c.datapath;
         let _ = writeln!(
             out,
-            "  datapath  rx {} pkts / {}, tx {} pkts / {}; drops: replay {}, auth {}, malformed {}, no SA {}, tx error {}",
+            "  datapath  rx {} pkts / {}, tx {} pkts / {}; drops: replay {}, auth {}, malformed {}, no SA {}, tx error {}; peer unreachable (ICMP) {}",
             d.rx_packets,
             bytes(d.rx_bytes),
             d.tx_packets,
@@ -190,7 +190,8 @@ pub fn sas(r: &SasReport) -> String {
             d.drop_auth,
             d.drop_malformed,
             d.drop_no_sa,
-            d.drop_tx_error
+            d.drop_tx_error,
+            d.peer_unreachable
         );
     }
     if r.connections.is_empty() {

@@ -1,6 +1,7 @@
 //! The ESP datapath end to end: LAN-to-LAN traffic through vpngw's TUN
 //! tunnels, against vpngw and against strongSwan (kernel-libipsec), in both
-//! initiation directions; replayed and corrupted ESP dropped and counted.
+//! initiation directions; replayed, corrupted, truncated and unknown-SPI ESP
+//! dropped and counted.
 //!
 //! ```text
 //!  [host-a] eth0 ---- lan0 [gw-a] eth0 -------- eth0 [gw-b] lan0 ---- eth0 [host-b]
@@ -68,7 +69,7 @@ fn strongswan_initiates_to_vpngw_and_carries_traffic() {
 }
 
 #[test]
-fn replayed_and_corrupted_esp_are_dropped_and_counted() {
+fn replayed_corrupted_truncated_and_unknown_spi_esp_are_dropped_and_counted() {
     let mut lab = Lab::new();
     lab.vpngw(&B, &A, false);
     lab.vpngw(&A, &B, true);
@@ -107,9 +108,11 @@ fn replayed_and_corrupted_esp_are_dropped_and_counted() {
     lab.ping();
     std::thread::sleep(Duration::from_millis(300));
     drop(dump);
-    // Send the first captured ESP datagram again (a replay, twice) and a
+    // Send the first captured ESP datagram again (a replay, twice), a
     // forged one with a new sequence number and a flipped ciphertext byte,
-    // from gw-b's address.
+    // one cut to 12 bytes (SPI, sequence number and 4 bytes: ESP to port
+    // 4500's classifier, too short for the SA) and one under an SPI gw-a
+    // does not have, from gw-b's address.
     let script = format!(
         r#"
 import socket, struct
@@ -131,6 +134,10 @@ s.sendto(esp, ("{a}", 4500))
 # ciphertext byte must then fail the ICV.
 bad = bytearray(esp); bad[4:8] = (1000000).to_bytes(4, "big"); bad[20] ^= 1
 s.sendto(bytes(bad), ("{a}", 4500))
+s.sendto(esp[:12], ("{a}", 4500))
+# Any SPI but the captured one (gw-a's only inbound SPI), never zero.
+other = b"\x0b\xad\x5e\xa1" if esp[:4] != b"\x0b\xad\x5e\xa1" else b"\x0b\xad\x5e\xa2"
+s.sendto(other + esp[4:], ("{a}", 4500))
 print(len(packets), "ESP packets captured")
 "#,
         pcap = pcap.display(),
@@ -144,7 +151,9 @@ print(len(packets), "ESP packets captured")
         String::from_utf8_lossy(&out.stderr)
     );
     println!("{}", String::from_utf8_lossy(&out.stdout));
-    std::thread::sleep(Duration::from_millis(300));
+    // The unknown SPI is parked for 200 ms (its SA might be on its way)
+    // before it counts.
+    std::thread::sleep(Duration::from_millis(500));
     // Traffic still flows after the attack.
     lab.ping();
     let logs = lab.stop_daemons();
@@ -152,22 +161,29 @@ print(len(packets), "ESP packets captured")
         .iter()
         .find(|l| l.contains("connection=site-b"))
         .unwrap();
-    let counters = a_log
-        .lines()
-        .find(|l| l.contains("datapath counters"))
-        .unwrap();
-    println!("gw-a: {counters}");
-    let field = |name: &str| -> u64 {
-        let at = counters.find(&format!("{name}: ")).unwrap() + name.len() + 2;
-        counters[at..]
+    let line = |what: &str| a_log.lines().find(|l| l.contains(what)).unwrap();
+    // `name: 3` in a counter struct's Debug output, `name=3` in a field.
+    let field = |line: &str, name: &str, sep: &str| -> u64 {
+        let key = format!("{name}{sep}");
+        let at = line
+            .find(&key)
+            .unwrap_or_else(|| panic!("no {key} in {line}"))
+            + key.len();
+        line[at..]
             .split(|c: char| !c.is_ascii_digit())
             .next()
             .unwrap()
             .parse()
             .unwrap()
     };
-    assert!(field("drop_replay") >= 2, "{counters}");
-    assert!(field("drop_auth") >= 1, "{counters}");
+    let counters = line("datapath counters");
+    println!("gw-a: {counters}");
+    assert!(field(counters, "drop_replay", ": ") >= 2, "{counters}");
+    assert!(field(counters, "drop_auth", ": ") >= 1, "{counters}");
+    assert!(field(counters, "drop_malformed", ": ") >= 1, "{counters}");
+    let port = line("port 4500 counters");
+    println!("gw-a: {port}");
+    assert!(field(port, "unknown_spi", "=") >= 1, "{port}");
 }
 
 /// Make before break: strongSwan forces 20 child rekeys, 400 ms apart,

@@ -27,7 +27,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::mem::MaybeUninit;
-use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
@@ -37,7 +37,7 @@ use std::thread::JoinHandle;
 use super::ike::NattIke;
 use super::offload::{self, Coalescer, Push, VnetHdr, F_DATA_VALID, VNET_HDR_LEN};
 use super::tun::Tun;
-use super::udp::{self, RxBatch, TxBatch, MSG_CAP};
+use super::udp::{self, addr_of, RxBatch, TxBatch, MSG_CAP};
 use crate::esp::mss::clamp_mss;
 use crate::esp::natt::{classify, Natt};
 use crate::esp::replay::ReplayError;
@@ -73,6 +73,9 @@ pub struct Counters {
     pub drop_no_sa: AtomicU64,
     /// Outbound: sequence numbers used up or a send failure.
     pub drop_tx_error: AtomicU64,
+    /// ICMP port unreachable from the peer about our ESP (its IKE daemon
+    /// is gone), quoting the SPI and a recent sequence number of ours.
+    pub peer_unreachable: AtomicU64,
 }
 
 /// One direction of one child SA: packets and inner bytes. Aligned to a
@@ -129,6 +132,8 @@ pub struct CounterSnapshot {
     pub drop_no_sa: u64,
     /// See [`Counters::drop_tx_error`].
     pub drop_tx_error: u64,
+    /// See [`Counters::peer_unreachable`].
+    pub peer_unreachable: u64,
 }
 
 impl Counters {
@@ -145,6 +150,7 @@ impl Counters {
             drop_malformed: r(&self.drop_malformed),
             drop_no_sa: r(&self.drop_no_sa),
             drop_tx_error: r(&self.drop_tx_error),
+            peer_unreachable: r(&self.peer_unreachable),
         }
     }
 }
@@ -163,6 +169,38 @@ pub struct GlobalCounters {
     /// IKE messages passed to the IKE driver.
     pub ike: AtomicU64,
 }
+
+/// What the datapath tells the control plane ([`Datapath::take_events`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatapathEvent {
+    /// The peer's host answered connection `conn`'s ESP with ICMP port
+    /// unreachable: nothing listens on its port 4500 any more, so its IKE
+    /// daemon is gone (killed, crashed, restarting). The message quoted the
+    /// SPI of our current outbound SA and a sequence number we sent
+    /// recently, which an off-path sender cannot know. At most one per
+    /// [`HINT_INTERVAL`] per tunnel.
+    ///
+    /// A hint, not a verdict: RFC 7296 §2.4 lets only unanswered liveness
+    /// checks (or INITIAL_CONTACT) end an IKE SA. The daemon takes the
+    /// tunnel out of its routes and asks IKE to check at once.
+    PeerUnreachable {
+        /// The connection.
+        conn: usize,
+        /// The address the refused ESP went to.
+        peer: SocketAddr,
+    },
+}
+
+/// At most one [`DatapathEvent::PeerUnreachable`] per tunnel this often.
+pub const HINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+/// A quoted sequence number counts as recent if it is at most this far
+/// behind the SA's count of packets sent...
+const HINT_SEQ_BEHIND: u32 = 1 << 20;
+/// ...or this far ahead of it (the count is bumped after the send returns,
+/// and the ICMP answer of a veth neighbour can be quicker).
+const HINT_SEQ_AHEAD: u32 = 1 << 12;
+/// ICMP errors read per wake-up, at most.
+const ERRORS_PER_WAKE: usize = 64;
 
 /// One connection's tunnel as the datapath sees it.
 #[derive(Debug)]
@@ -198,6 +236,10 @@ enum RxCommand {
         spi: u32,
         sa: Box<InboundSa>,
         conn: usize,
+        /// The outbound half of the pair, and where it sends (to match ICMP
+        /// errors about our ESP).
+        spi_out: u32,
+        peer: SocketAddr,
         /// Activate this staged outbound SPI at the first authentic packet.
         activate: Option<u32>,
         counters: Arc<SaCounters>,
@@ -249,6 +291,8 @@ pub struct Datapath {
     /// The tunnels by connection index (sparse).
     tunnels: HashMap<usize, Tunnel>,
     global: Arc<GlobalCounters>,
+    /// What the receive thread reports, until [`take_events`](Self::take_events).
+    events: Option<tokio::sync::mpsc::UnboundedReceiver<DatapathEvent>>,
     stop: Arc<AtomicBool>,
     rx_thread: Option<JoinHandle<()>>,
 }
@@ -298,6 +342,10 @@ impl Datapath {
         if !disabled("socket-buffers") {
             udp::set_buffers(socket.as_raw_fd(), SOCKET_BUFFER);
         }
+        // ICMP errors about our ESP come back on the error queue: a peer
+        // whose port 4500 is closed is noticed at its first refused packet.
+        udp::enable_recverr(socket.as_raw_fd());
+        let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
         let socket = Arc::new(socket);
         let stop = Arc::new(AtomicBool::new(false));
         let global = Arc::new(GlobalCounters::default());
@@ -307,6 +355,7 @@ impl Datapath {
             commands: rx_rx,
             global: Arc::clone(&global),
             ike,
+            events: events_tx,
             stop: Arc::clone(&stop),
         };
         let rx_thread = std::thread::Builder::new()
@@ -318,6 +367,7 @@ impl Datapath {
             rx: rx_tx,
             tunnels: HashMap::new(),
             global,
+            events: Some(events_rx),
             stop,
             rx_thread: Some(rx_thread),
         };
@@ -444,6 +494,8 @@ impl Datapath {
             spi,
             sa: Box::new(inbound),
             conn,
+            spi_out: outbound.spi(),
+            peer,
             activate: None,
             counters: Arc::clone(counters),
         });
@@ -481,6 +533,8 @@ impl Datapath {
             spi,
             sa: Box::new(inbound),
             conn,
+            spi_out: out_spi,
+            peer,
             activate: Some(out_spi),
             counters: Arc::clone(counters),
         });
@@ -513,6 +567,12 @@ impl Datapath {
     /// Forgets inbound SA `spi_in`.
     pub fn remove_inbound(&self, spi_in: u32) {
         let _ = self.rx.send(RxCommand::Remove { spi: spi_in });
+    }
+
+    /// The datapath's reports to the control plane (the first call takes
+    /// the receiver; later ones get None).
+    pub fn take_events(&mut self) -> Option<tokio::sync::mpsc::UnboundedReceiver<DatapathEvent>> {
+        self.events.take()
     }
 
     /// Connection `conn`'s TUN device (None if it has no tunnel).
@@ -563,14 +623,16 @@ impl Drop for Datapath {
 }
 
 /// Waits until `fd` is readable or `POLL_MS` passed.
-fn wait_readable(fd: i32) {
+/// True if errors wait on its error queue.
+fn wait_readable(fd: i32) -> bool {
     let mut pfd = libc::pollfd {
         fd,
         events: libc::POLLIN,
         revents: 0,
     };
     // SAFETY: one valid pollfd.
-    unsafe { libc::poll(&mut pfd, 1, POLL_MS) };
+    let n = unsafe { libc::poll(&mut pfd, 1, POLL_MS) };
+    n > 0 && pfd.revents & libc::POLLERR != 0
 }
 
 fn sockaddr_of(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
@@ -616,27 +678,6 @@ fn sockaddr_of(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
         }
     };
     (storage, len as libc::socklen_t)
-}
-
-fn addr_of(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
-    match i32::from(storage.ss_family) {
-        libc::AF_INET => {
-            // SAFETY: the family says this is a sockaddr_in.
-            let sin = unsafe { &*std::ptr::addr_of!(*storage).cast::<libc::sockaddr_in>() };
-            let ip = std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
-            Some(SocketAddr::V4(SocketAddrV4::new(
-                ip,
-                u16::from_be(sin.sin_port),
-            )))
-        }
-        libc::AF_INET6 => {
-            // SAFETY: the family says this is a sockaddr_in6.
-            let sin6 = unsafe { &*std::ptr::addr_of!(*storage).cast::<libc::sockaddr_in6>() };
-            let ip = std::net::Ipv6Addr::from(sin6.sin6_addr.s6_addr);
-            Some(SocketAddr::new(ip.into(), u16::from_be(sin6.sin6_port)))
-        }
-        _ => None,
-    }
 }
 
 struct TxWorker {
@@ -814,6 +855,9 @@ impl TxWorker {
 struct Inbound {
     sa: Box<InboundSa>,
     conn: usize,
+    /// The outbound SA of the same child, and its peer.
+    spi_out: u32,
+    peer: SocketAddr,
     /// The tunnel it belongs to: where its packets go.
     tunnel: Arc<RxTunnel>,
     /// A staged outbound SPI to activate at the first authentic packet.
@@ -826,17 +870,20 @@ struct RxWorker {
     commands: Receiver<RxCommand>,
     global: Arc<GlobalCounters>,
     ike: tokio::sync::mpsc::Sender<NattIke>,
+    events: tokio::sync::mpsc::UnboundedSender<DatapathEvent>,
     stop: Arc<AtomicBool>,
 }
 
 impl RxWorker {
     /// Applies the control plane's commands to the tunnel map and the SA
     /// table (between batches).
+    /// True if an inbound SA was added (parked packets may have one now).
     fn drain_commands(
         &self,
         tunnels: &mut HashMap<usize, Arc<RxTunnel>>,
         table: &mut HashMap<u32, Inbound>,
-    ) {
+    ) -> bool {
+        let mut added = false;
         loop {
             match self.commands.try_recv() {
                 Ok(RxCommand::AddTunnel { conn, tunnel }) => {
@@ -851,16 +898,21 @@ impl RxWorker {
                     spi,
                     sa,
                     conn,
+                    spi_out,
+                    peer,
                     activate,
                     counters,
                 }) => {
                     // SAs of a connection without a tunnel have nowhere to go.
                     if let Some(tunnel) = tunnels.get(&conn) {
+                        added = true;
                         table.insert(
                             spi,
                             Inbound {
                                 sa,
                                 conn,
+                                spi_out,
+                                peer,
                                 tunnel: Arc::clone(tunnel),
                                 activate,
                                 counters,
@@ -871,7 +923,7 @@ impl RxWorker {
                 Ok(RxCommand::Remove { spi }) => {
                     table.remove(&spi);
                 }
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => return added,
             }
         }
     }
@@ -885,11 +937,22 @@ impl RxWorker {
             tunnel: None,
         };
         let mut parked = Parked::new();
+        // An inbound SA was added since the parked packets were last tried.
+        let mut sa_added = false;
+        // When each tunnel last reported its peer unreachable.
+        let mut hinted: HashMap<usize, std::time::Instant> = HashMap::new();
         let fd = self.socket.as_raw_fd();
         while !self.stop.load(Ordering::Relaxed) {
-            wait_readable(fd);
-            self.drain_commands(&mut tunnels, &mut table);
-            if !parked.is_empty() {
+            let errors = wait_readable(fd);
+            sa_added |= self.drain_commands(&mut tunnels, &mut table);
+            if errors {
+                self.icmp_errors(&table, &mut hinted);
+            }
+            // Parked packets are looked at again when an SA came, or when
+            // one of them is due to expire: not at every wake-up (a flood
+            // of unknown SPIs keeps every slot taken).
+            if sa_added || parked.expiry_due() {
+                sa_added = false;
                 let expired = parked.retry(|p| self.esp(&mut table, p, &mut gro));
                 bump(&self.global.unknown_spi, expired);
             }
@@ -918,7 +981,7 @@ impl RxWorker {
                                 // and if it is still unknown keep it a moment
                                 // — the control plane may not have told us
                                 // yet.
-                                self.drain_commands(&mut tunnels, &mut table);
+                                sa_added |= self.drain_commands(&mut tunnels, &mut table);
                                 if !self.esp(&mut table, datagram, &mut gro)
                                     && !parked.park(datagram)
                                 {
@@ -930,6 +993,34 @@ impl RxWorker {
                 }
             }
             gro.flush();
+        }
+    }
+
+    /// Reads the ICMP errors our datagrams drew (see [`DatapathEvent`]).
+    fn icmp_errors(
+        &self,
+        table: &HashMap<u32, Inbound>,
+        hinted: &mut HashMap<usize, std::time::Instant>,
+    ) {
+        let fd = self.socket.as_raw_fd();
+        for _ in 0..ERRORS_PER_WAKE {
+            let Some(e) = udp::read_error(fd) else {
+                return;
+            };
+            let Some(conn) = verified_unreachable(&e, table.values()) else {
+                continue;
+            };
+            let now = std::time::Instant::now();
+            if hinted
+                .get(&conn)
+                .is_some_and(|&at| now.duration_since(at) < HINT_INTERVAL)
+            {
+                continue;
+            }
+            hinted.insert(conn, now);
+            let _ = self
+                .events
+                .send(DatapathEvent::PeerUnreachable { conn, peer: e.to });
         }
     }
 
@@ -983,6 +1074,37 @@ impl RxWorker {
         }
         true
     }
+}
+
+/// The connection whose peer `e` says is gone, if it is an ICMP port
+/// unreachable from that peer about ESP of a current outbound SA with a
+/// recent sequence number (see [`DatapathEvent::PeerUnreachable`]); the
+/// matching tunnel's `peer_unreachable` counter is bumped.
+fn verified_unreachable<'a>(
+    e: &udp::SendError,
+    inbound: impl Iterator<Item = &'a Inbound>,
+) -> Option<usize> {
+    if !e.icmp || e.errno != libc::ECONNREFUSED || e.head_len < 8 {
+        return None;
+    }
+    let spi = u32::from_be_bytes([e.head[0], e.head[1], e.head[2], e.head[3]]);
+    let seq = u32::from_be_bytes([e.head[4], e.head[5], e.head[6], e.head[7]]);
+    // SPI 0 is the non-ESP marker: an IKE message.
+    if spi == 0 || seq == 0 {
+        return None;
+    }
+    let entry = inbound
+        .into_iter()
+        .find(|i| i.spi_out == spi && i.peer == e.to)?;
+    // The low 32 bits of the packets sent (with ESN the sequence number
+    // on the wire is the low half too).
+    let sent = entry.counters.outbound.packets.load(Ordering::Relaxed) as u32;
+    let behind = sent.wrapping_sub(seq);
+    if behind > HINT_SEQ_BEHIND && seq.wrapping_sub(sent) > HINT_SEQ_AHEAD {
+        return None;
+    }
+    bump(&entry.tunnel.counters.peer_unreachable, 1);
+    Some(entry.conn)
 }
 
 /// Decrypted packets on their way into offload TUN devices: consecutive TCP
@@ -1067,6 +1189,8 @@ pub fn disabled(feature: &str) -> bool {
 /// as an unknown SPI.
 struct Parked {
     slots: Vec<(Option<std::time::Instant>, usize, Vec<u8>)>,
+    /// When the oldest parked packet expires (None: nothing parked).
+    next_expiry: Option<std::time::Instant>,
 }
 
 /// Parked packets per receive thread.
@@ -1080,11 +1204,14 @@ impl Parked {
             slots: (0..PARK_SLOTS)
                 .map(|_| (None, 0, vec![0u8; BUF_LEN]))
                 .collect(),
+            next_expiry: None,
         }
     }
 
-    fn is_empty(&self) -> bool {
-        self.slots.iter().all(|s| s.0.is_none())
+    /// Whether a parked packet's time is up.
+    fn expiry_due(&self) -> bool {
+        self.next_expiry
+            .is_some_and(|t| std::time::Instant::now() >= t)
     }
 
     /// Keeps a copy of `packet`; false if there is no room (or it is too
@@ -1099,7 +1226,9 @@ impl Parked {
         };
         slot.2[..packet.len()].copy_from_slice(packet);
         slot.1 = packet.len();
-        slot.0 = Some(std::time::Instant::now());
+        let now = std::time::Instant::now();
+        slot.0 = Some(now);
+        self.next_expiry.get_or_insert(now + PARK_FOR);
         true
     }
 
@@ -1107,13 +1236,18 @@ impl Parked {
     /// SA was found); returns how many expired.
     fn retry(&mut self, mut open: impl FnMut(&mut [u8]) -> bool) -> u64 {
         let mut expired = 0;
+        let now = std::time::Instant::now();
+        self.next_expiry = None;
         for slot in &mut self.slots {
             let Some(at) = slot.0 else { continue };
             if open(&mut slot.2[..slot.1]) {
                 slot.0 = None;
-            } else if at.elapsed() > PARK_FOR {
+            } else if now.duration_since(at) >= PARK_FOR {
                 slot.0 = None;
                 expired += 1;
+            } else {
+                let due = at + PARK_FOR;
+                self.next_expiry = Some(self.next_expiry.map_or(due, |t| t.min(due)));
             }
         }
         expired

@@ -153,6 +153,9 @@ pub enum IkeCommand {
     /// ESP arrived on the connection's child SA since the last report: the
     /// peer is alive, no DPD probe needed.
     InboundTraffic(ConnId),
+    /// Check the connection's peer is alive now (the datapath saw a hint
+    /// that it is gone).
+    CheckLiveness(ConnId),
     /// Rekey the connection's child SA now.
     RekeyChild(ConnId),
     /// Rekey the connection's IKE SA now.
@@ -198,6 +201,7 @@ impl std::fmt::Debug for IkeCommand {
                 .field("packets", packets)
                 .finish(),
             IkeCommand::RekeyChild(conn) => f.debug_tuple("RekeyChild").field(conn).finish(),
+            IkeCommand::CheckLiveness(conn) => f.debug_tuple("CheckLiveness").field(conn).finish(),
             IkeCommand::InboundTraffic(conn) => {
                 f.debug_tuple("InboundTraffic").field(conn).finish()
             }
@@ -328,6 +332,7 @@ fn apply_command(
             packets,
         } => endpoint.note_child_usage(conn, Instant::now(), bytes, packets),
         IkeCommand::RekeyChild(conn) => endpoint.rekey_child(conn, Instant::now(), rng),
+        IkeCommand::CheckLiveness(conn) => endpoint.check_liveness(conn, Instant::now()),
         IkeCommand::InboundTraffic(conn) => endpoint.note_inbound_traffic(conn, Instant::now()),
         IkeCommand::RekeyIke(conn) => endpoint.rekey_ike(conn, Instant::now(), rng),
         IkeCommand::AddConnection {

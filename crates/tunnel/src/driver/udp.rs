@@ -14,6 +14,7 @@
 
 use std::io;
 use std::mem::MaybeUninit;
+use std::net::{SocketAddr, SocketAddrV4};
 
 /// Messages per `sendmmsg` / `recvmmsg`.
 pub const MSGS: usize = 32;
@@ -86,6 +87,123 @@ pub fn enable_gro(fd: i32) -> bool {
             std::ptr::addr_of!(on).cast(),
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         ) == 0
+    }
+}
+
+/// Asks the kernel to queue the ICMP errors our datagrams draw on the
+/// socket's error queue (`IP_RECVERR`, and `IPV6_RECVERR` on an IPv6
+/// socket), where [`read_error`] finds them. False if neither took.
+pub fn enable_recverr(fd: i32) -> bool {
+    let on: libc::c_int = 1;
+    let set = |level, name| {
+        // SAFETY: setsockopt from a live int of the given size.
+        unsafe {
+            libc::setsockopt(
+                fd,
+                level,
+                name,
+                std::ptr::addr_of!(on).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            ) == 0
+        }
+    };
+    let v4 = set(libc::SOL_IP, libc::IP_RECVERR);
+    let v6 = set(libc::SOL_IPV6, libc::IPV6_RECVERR);
+    v4 || v6
+}
+
+/// How many octets of the refused datagram [`SendError`] keeps: an ESP
+/// header (SPI and sequence number).
+pub const ERROR_HEAD: usize = 8;
+
+/// An ICMP error about a datagram we sent, from the socket's error queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SendError {
+    /// Where the refused datagram was going.
+    pub to: SocketAddr,
+    /// The error the ICMP message stands for (`ECONNREFUSED`: port
+    /// unreachable, nothing listens there).
+    pub errno: i32,
+    /// It came in an ICMP or ICMPv6 message (not a local error).
+    pub icmp: bool,
+    /// The first octets of the refused datagram's payload, as the ICMP
+    /// message quoted them...
+    pub head: [u8; ERROR_HEAD],
+    /// ...and how many of them it quoted (at most [`ERROR_HEAD`]).
+    pub head_len: usize,
+}
+
+/// Takes one entry off the socket's error queue (see [`enable_recverr`]);
+/// None once it is empty (or on any error). Reading it also clears the
+/// error the socket would otherwise report to the next send or receive.
+pub fn read_error(fd: i32) -> Option<SendError> {
+    let mut head = [0u8; ERROR_HEAD];
+    let mut iov = libc::iovec {
+        iov_base: head.as_mut_ptr().cast(),
+        iov_len: head.len(),
+    };
+    // SAFETY: all-zero is a valid sockaddr_storage.
+    let mut name: libc::sockaddr_storage = unsafe { MaybeUninit::zeroed().assume_init() };
+    // Room for a sock_extended_err and the offender's address.
+    let mut control = [0u64; 16];
+    // SAFETY: all-zero is a valid msghdr; the pointers are set below.
+    let mut msg: libc::msghdr = unsafe { MaybeUninit::zeroed().assume_init() };
+    msg.msg_name = std::ptr::addr_of_mut!(name).cast();
+    msg.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control);
+    // SAFETY: msg points at our live buffers of the sizes given.
+    let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT) };
+    let head_len = usize::try_from(n).ok()?.min(ERROR_HEAD);
+    let to = addr_of(&name)?;
+    let mut found = None;
+    // SAFETY: walking the control messages the kernel wrote into `control`.
+    unsafe {
+        let mut cm = libc::CMSG_FIRSTHDR(&msg);
+        while !cm.is_null() {
+            let level = (*cm).cmsg_level;
+            let kind = (*cm).cmsg_type;
+            if (level == libc::SOL_IP && kind == libc::IP_RECVERR)
+                || (level == libc::SOL_IPV6 && kind == libc::IPV6_RECVERR)
+            {
+                let ee =
+                    std::ptr::read_unaligned(libc::CMSG_DATA(cm).cast::<libc::sock_extended_err>());
+                found = Some(ee);
+            }
+            cm = libc::CMSG_NXTHDR(&msg, cm);
+        }
+    }
+    let ee = found?;
+    Some(SendError {
+        to,
+        errno: i32::try_from(ee.ee_errno).unwrap_or(0),
+        icmp: ee.ee_origin == libc::SO_EE_ORIGIN_ICMP || ee.ee_origin == libc::SO_EE_ORIGIN_ICMP6,
+        head,
+        head_len,
+    })
+}
+
+/// The socket address in `storage` (None for a family other than IPv4/6).
+pub fn addr_of(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match i32::from(storage.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the family says this is a sockaddr_in.
+            let sin = unsafe { &*std::ptr::addr_of!(*storage).cast::<libc::sockaddr_in>() };
+            let ip = std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                ip,
+                u16::from_be(sin.sin_port),
+            )))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says this is a sockaddr_in6.
+            let sin6 = unsafe { &*std::ptr::addr_of!(*storage).cast::<libc::sockaddr_in6>() };
+            let ip = std::net::Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+            Some(SocketAddr::new(ip.into(), u16::from_be(sin6.sin6_port)))
+        }
+        _ => None,
     }
 }
 
@@ -224,6 +342,7 @@ impl TxBatch {
         let mut result = Sent::default();
         let n = std::mem::take(&mut self.n);
         let mut i = 0;
+        let mut retried = false;
         while i < n {
             for k in i..n {
                 self.iovs[k] = libc::iovec {
@@ -267,6 +386,7 @@ impl TxBatch {
                     result.datagrams += self.counts[k] as u64;
                 }
                 i += r as usize;
+                retried = false;
                 continue;
             }
             let err = io::Error::last_os_error();
@@ -274,6 +394,14 @@ impl TxBatch {
                 wait_writable(fd);
                 continue;
             }
+            if !retried && pending_icmp_error(&err) {
+                // An ICMP error about an earlier datagram (to any peer:
+                // the socket is shared), reported by this send and cleared
+                // by it; this message itself was not sent. Once more.
+                retried = true;
+                continue;
+            }
+            retried = false;
             if self.counts[i] > 1 && matches!(err.raw_os_error(), Some(libc::EIO | libc::EINVAL)) {
                 // The kernel refused the GSO send: from now on one datagram
                 // per message; this one goes out datagram by datagram.
@@ -307,6 +435,15 @@ impl TxBatch {
         }
         result
     }
+}
+
+/// Errors a send reports for an ICMP message about an earlier datagram
+/// (`IP_RECVERR` makes the socket keep them for the next call).
+fn pending_icmp_error(err: &io::Error) -> bool {
+    matches!(
+        err.raw_os_error(),
+        Some(libc::ECONNREFUSED | libc::EHOSTUNREACH | libc::ENETUNREACH | libc::EPROTO)
+    )
 }
 
 fn wait_writable(fd: i32) {

@@ -296,6 +296,14 @@ impl Endpoint {
         self.drain_at(now);
     }
 
+    /// Checks at once that `conn`'s peer is alive ([`IkeSa::check_liveness`]).
+    pub fn check_liveness(&mut self, conn: ConnId, now: Instant) {
+        if let Some(sa) = self.current_mut(conn) {
+            sa.check_liveness(now);
+        }
+        self.drain_at(now);
+    }
+
     /// Forces a rekey of `conn`'s IKE SA ([`IkeSa::rekey_ike`]).
     pub fn rekey_ike(&mut self, conn: ConnId, now: Instant, rng: &mut dyn Random) {
         if let Some(sa) = self.current_mut(conn) {

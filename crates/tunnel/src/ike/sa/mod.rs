@@ -912,6 +912,21 @@ impl IkeSa {
         }
     }
 
+    /// Checks the peer's liveness now (an empty INFORMATIONAL request,
+    /// §2.4) instead of after `dpd_interval` of silence: something hinted
+    /// that the peer is gone. Unanswered within `dpd_timeout`, the SA
+    /// closes as [`CloseReason::DeadPeer`]. Does nothing unless the SA is
+    /// established; a request already in flight is check enough.
+    pub fn check_liveness(&mut self, now: Instant) {
+        if self.phase == Phase::Established
+            && self.retire_deadline.is_none()
+            && self.request.is_none()
+        {
+            self.queue_request(RequestKind::Liveness, now);
+            self.sync_sent(now);
+        }
+    }
+
     /// Starts a rekey of the IKE SA now (§1.3.2), as the soft lifetime
     /// would. Does nothing unless the SA is established and no IKE rekey is
     /// under way.

@@ -660,6 +660,43 @@ fn a_silent_peer_is_declared_dead() {
 }
 
 #[test]
+fn a_liveness_check_on_demand_goes_out_at_once_and_ends_a_silent_peer() {
+    let mut net = establish("aes256gcm16-prfsha256-x25519", "aes256gcm16");
+    let informational = |net: &Net| {
+        net.log
+            .iter()
+            .filter(|(from_i, d)| {
+                *from_i
+                    && Header::peek(d)
+                        .is_ok_and(|(h, _)| h.exchange_type == ExchangeType::INFORMATIONAL)
+            })
+            .count()
+    };
+    // Answered: the SA stays.
+    net.i.check_liveness(net.now);
+    net.collect();
+    assert_eq!(
+        informational(&net),
+        1,
+        "sent at once, not after dpd_interval"
+    );
+    net.run(Duration::from_secs(1), never);
+    assert_eq!(net.i.phase(), Phase::Established);
+    // A second call while one is in flight adds nothing.
+    net.i.check_liveness(net.now);
+    net.i.check_liveness(net.now);
+    net.collect();
+    assert_eq!(informational(&net), 2);
+    net.run(Duration::from_secs(1), never);
+    // Unanswered: dead within dpd_timeout (45 s). A check left to
+    // dpd_interval (10 s) would only end it after 55 s.
+    net.i.check_liveness(net.now);
+    net.collect();
+    net.run(Duration::from_secs(46), |to_r, _| to_r);
+    assert_eq!(closed(&net.events_i), Some(&CloseReason::DeadPeer));
+}
+
+#[test]
 fn esp_traffic_counts_as_liveness() {
     let mut net = establish("aes256gcm16-prfsha256-x25519", "aes256gcm16");
     let start = net.log.len();
