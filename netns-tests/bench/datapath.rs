@@ -23,14 +23,16 @@
 //! wireguard-go refusing to start) says why in its row instead.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use vpngw_netns_tests::bench_lab::{
-    check_vpngw_binary, cpu_busy_seconds, vpngw_binary, BenchLab, Datapath, LoadedRun, UdpRun,
+    check_vpngw_binary, vpngw_binary, BenchLab, Datapath, LoadedRun, UdpRun,
+};
+use vpngw_netns_tests::bench_util::{
+    machine_busy, median, num, panic_message, percentile, positive,
 };
 
 /// UDP payload of the "1400-byte" packets: 1372 + 8 (UDP) + 20 (IPv4) =
@@ -163,18 +165,11 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
             "--out" => out = Some(PathBuf::from(value("--out")?)),
             "--seconds" => {
                 let v = value("--seconds")?;
-                seconds = Some(v.parse::<u32>().ok().filter(|&n| n > 0).ok_or_else(|| {
-                    format!("--seconds {v}: expected a whole number of seconds > 0")
-                })?);
+                seconds = Some(positive("--seconds", &v, "a whole number of seconds")?);
             }
             "--runs" => {
                 let v = value("--runs")?;
-                runs = Some(
-                    v.parse::<usize>()
-                        .ok()
-                        .filter(|&n| n > 0)
-                        .ok_or_else(|| format!("--runs {v}: expected a count > 0"))?,
-                );
+                runs = Some(positive("--runs", &v, "a count")?);
             }
             "-h" | "--help" => return Err("help".into()),
             other => return Err(format!("unknown argument `{other}`")),
@@ -188,13 +183,6 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
         out,
         vpngw: vpngw_binary(),
     })
-}
-
-/// How busy the machine is (cores) over `window`, before anything runs.
-fn machine_busy(window: Duration) -> f64 {
-    let before = cpu_busy_seconds();
-    std::thread::sleep(window);
-    (cpu_busy_seconds() - before) / window.as_secs_f64()
 }
 
 /// One path's figures; `None` where not measured (smoke).
@@ -355,34 +343,6 @@ fn udp_search(lab: &BenchLab, seconds: u32, ceiling: f64) -> UdpFigure {
     }
 }
 
-fn median(mut v: Vec<f64>) -> Option<f64> {
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(f64::total_cmp);
-    Some(v[v.len() / 2])
-}
-
-/// The `p`th percentile of sorted, non-empty `v` (nearest rank).
-fn percentile(v: &[f64], p: f64) -> f64 {
-    let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
-    v[rank.clamp(1, v.len()) - 1]
-}
-
-fn panic_message(e: &(dyn Any + Send)) -> String {
-    let text = e
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| e.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "panicked".into());
-    let first = text.lines().next().unwrap_or("").trim();
-    let mut short: String = first.chars().take(160).collect();
-    if short.len() < first.len() {
-        short.push('…');
-    }
-    short
-}
-
 /// One column of the table: its title, the number ratios are taken of,
 /// and the cell's text without ratios.
 struct Column {
@@ -537,17 +497,6 @@ fn report(
         ));
     }
     out
-}
-
-/// A measurement with three significant digits, no exponent.
-fn num(v: f64) -> String {
-    if v >= 100.0 {
-        format!("{v:.0}")
-    } else if v >= 10.0 {
-        format!("{v:.1}")
-    } else {
-        format!("{v:.2}")
-    }
 }
 
 /// A ratio with two significant digits (at least its whole part).

@@ -35,7 +35,6 @@
 //! was sent, or if TCP carried nothing, with or without garbage.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::any::Any;
 use std::net::{Ipv4Addr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -47,8 +46,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use vpngw_netns_tests::bench_lab::{
-    check_vpngw_binary, cpu_busy_seconds, vpngw_binary, BenchLab, Datapath, TcpRun, A, B,
+    check_vpngw_binary, vpngw_binary, BenchLab, Datapath, TcpRun, A, B,
 };
+use vpngw_netns_tests::bench_util::{machine_busy, median, num, panic_message, positive};
 use vpngw_netns_tests::traffic::spawn_in_netns;
 
 /// The tunnel: vpngw on both gateways, the suite the datapath benchmark
@@ -220,27 +220,15 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
             "--out" => out = Some(PathBuf::from(value("--out")?)),
             "--seconds" => {
                 let v = value("--seconds")?;
-                seconds = Some(v.parse::<u32>().ok().filter(|&n| n > 0).ok_or_else(|| {
-                    format!("--seconds {v}: expected a whole number of seconds > 0")
-                })?);
+                seconds = Some(positive("--seconds", &v, "a whole number of seconds")?);
             }
             "--runs" => {
                 let v = value("--runs")?;
-                runs = Some(
-                    v.parse::<usize>()
-                        .ok()
-                        .filter(|&n| n > 0)
-                        .ok_or_else(|| format!("--runs {v}: expected a count > 0"))?,
-                );
+                runs = Some(positive("--runs", &v, "a count")?);
             }
             "--rate" => {
                 let v = value("--rate")?;
-                rate = Some(
-                    v.parse::<u64>()
-                        .ok()
-                        .filter(|&n| n > 0)
-                        .ok_or_else(|| format!("--rate {v}: expected packets/s > 0"))?,
-                );
+                rate = Some(positive("--rate", &v, "packets/s")?);
             }
             "-h" | "--help" => return Err("help".into()),
             other => return Err(format!("unknown argument `{other}`")),
@@ -260,13 +248,6 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
         out,
         vpngw: vpngw_binary(),
     })
-}
-
-/// How busy the machine is (cores) over `window`, before anything runs.
-fn machine_busy(window: Duration) -> f64 {
-    let before = cpu_busy_seconds();
-    std::thread::sleep(window);
-    (cpu_busy_seconds() - before) / window.as_secs_f64()
 }
 
 /// A kind of garbage.
@@ -745,8 +726,6 @@ struct RowResult {
 
 impl RowResult {
     fn of(row: Row, samples: &[Sample]) -> RowResult {
-        let mut tcp: Vec<f64> = samples.iter().map(|s| s.tcp.bits_per_second).collect();
-        tcp.sort_by(f64::total_cmp);
         RowResult {
             row,
             sent: samples.iter().map(|s| s.flood.sent).sum(),
@@ -759,7 +738,7 @@ impl RowResult {
                 }
             },
             overflow: samples.iter().map(|s| s.delta.rcvbuf_errors).sum(),
-            tcp: tcp.get(tcp.len() / 2).copied().unwrap_or(0.0),
+            tcp: median(samples.iter().map(|s| s.tcp.bits_per_second).collect()).unwrap_or(0.0),
             rx_cpu: samples
                 .iter()
                 .map(|s| s.rx_cpu)
@@ -903,17 +882,6 @@ fn report(opts: &Options, results: &[RowResult], busy_before: f64, elapsed: Dura
     out
 }
 
-/// A measurement with three significant digits, no exponent.
-fn num(v: f64) -> String {
-    if v >= 100.0 {
-        format!("{v:.0}")
-    } else if v >= 10.0 {
-        format!("{v:.1}")
-    } else {
-        format!("{v:.2}")
-    }
-}
-
 /// A count with an SI suffix: `98.7k`, `1.20M`.
 fn si(v: f64) -> String {
     if v >= 1e6 {
@@ -923,11 +891,4 @@ fn si(v: f64) -> String {
     } else {
         format!("{v:.0}")
     }
-}
-
-fn panic_message(e: &(dyn Any + Send)) -> String {
-    e.downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| e.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "panicked".into())
 }

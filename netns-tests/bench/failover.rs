@@ -32,13 +32,13 @@
 //! `target/release/vpngw` in the workspace.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use vpngw_netns_tests::bench_lab::{check_vpngw_binary, vpngw_binary};
+use vpngw_netns_tests::bench_util::{panic_message, percentile, positive};
 use vpngw_netns_tests::failover_lab::{
     Events, FailoverLab, Stack, Stream, StreamFlow, VpngwRouting, VpngwTimers, AZ1, OPA, OPB,
 };
@@ -220,20 +220,11 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
             "--loss" => loss = true,
             "--failures" => {
                 let v = value("--failures")?;
-                failures = Some(
-                    v.parse::<usize>()
-                        .ok()
-                        .filter(|&n| n > 0)
-                        .ok_or_else(|| format!("--failures {v}: expected a count > 0"))?,
-                );
+                failures = Some(positive("--failures", &v, "a count")?);
             }
             "--minutes" => {
                 let v = value("--minutes")?;
-                minutes = v
-                    .parse::<u64>()
-                    .ok()
-                    .filter(|&n| n > 0)
-                    .ok_or_else(|| format!("--minutes {v}: expected a whole number > 0"))?;
+                minutes = positive("--minutes", &v, "a whole number")?;
             }
             "--percent" => {
                 let v = value("--percent")?;
@@ -266,28 +257,8 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
     })
 }
 
-fn panic_message(e: &(dyn Any + Send)) -> String {
-    let text = e
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| e.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "panicked".into());
-    let first = text.lines().next().unwrap_or("").trim();
-    let mut short: String = first.chars().take(200).collect();
-    if short.len() < first.len() {
-        short.push('…');
-    }
-    short
-}
-
 fn ms(d: Duration) -> String {
     format!("{:.0}", d.as_secs_f64() * 1000.0)
-}
-
-/// The `p`th percentile of sorted, non-empty `v` (nearest rank).
-fn percentile(v: &[Duration], p: f64) -> Duration {
-    let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
-    v[rank.clamp(1, v.len()) - 1]
 }
 
 fn sorted(v: impl Iterator<Item = Duration>) -> Vec<Duration> {

@@ -20,6 +20,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 pub mod bench_lab;
+pub mod bench_util;
 pub mod bgp_feed;
 pub mod bird;
 pub mod bird_peer;

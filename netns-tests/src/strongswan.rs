@@ -122,6 +122,15 @@ impl Charon {
     pub fn log(&self) -> String {
         self.proc.log()
     }
+
+    /// Kills charon (SIGKILL: no DELETE, its state lost, as in a crash)
+    /// and waits for it.
+    pub fn kill(&mut self) {
+        // SAFETY: kill has no memory-safety preconditions; the PID is our
+        // child's, not yet reaped.
+        unsafe { libc::kill(self.proc.pid() as libc::pid_t, libc::SIGKILL) };
+        self.proc.stop();
+    }
 }
 
 fn strongswan_conf(vici: &str) -> String {

@@ -44,7 +44,7 @@ use vpngw_tunnel::driver::tun::{ifindex, Tun};
 use vpngw_tunnel::esp::sa::{InboundSa, OutboundSa};
 use vpngw_tunnel::ike::endpoint::{ConnId, Endpoint};
 use vpngw_tunnel::ike::proposal::Esn;
-use vpngw_tunnel::ike::sa::{ChildSa, Event, SaConfig, IKE_PORT, NATT_PORT};
+use vpngw_tunnel::ike::sa::{ChildSa, CloseReason, Event, SaConfig, IKE_PORT, NATT_PORT};
 use vpngw_tunnel::ike::wire::Identification;
 
 use crate::config::{self, Config, Connection, Gateway, Routing};
@@ -838,6 +838,7 @@ impl Daemon {
                 delay_outbound,
                 ..
             } => self.install(slot, &new, e.peer, Some(delay_outbound)),
+            Event::Closed(CloseReason::Superseded) => self.peer_restarted(slot),
             Event::Established(_) | Event::IkeRekeyed { .. } | Event::Closed(_) => {}
         }
     }
@@ -878,6 +879,24 @@ impl Daemon {
         c.rejoin_at = Some(Instant::now() + c.cfg.dpd_timeout + CHECK_MARGIN);
         warn!(%peer, "the peer's host refused our ESP (ICMP port unreachable: its IKE daemon is gone); the tunnel leaves its routes and BGP session until the peer shows life");
         self.rejoin(slot, false);
+    }
+
+    /// The peer restarted (its new IKE SA said INITIAL_CONTACT, and the
+    /// old one ended): its BGP speaker restarted with it, and our session
+    /// runs on a TCP connection its kernel no longer knows. Started again
+    /// now, rather than when our next keepalive draws a reset and the
+    /// IdleHoldTime has passed; the restarted peer's own connection would be
+    /// refused as a collision with an established session meanwhile.
+    fn peer_restarted(&self, slot: usize) {
+        let Some(c) = self.conns.get(slot).and_then(Option::as_ref) else {
+            return;
+        };
+        let in_service = c.up_since.is_some() && c.rejoin_at.is_none() && c.bfd_up != Some(false);
+        if let (Some(bgp), Some(peer), true) = (&self.bgp, c.peer, in_service) {
+            info!("the peer restarted: its BGP session starts again");
+            bgp.stop_peer(peer, StopReason::TransportDown);
+            bgp.start_peer(peer);
+        }
     }
 
     fn name(&self, slot: usize) -> &str {

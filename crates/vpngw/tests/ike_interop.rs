@@ -12,7 +12,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is how a test fails
 
 use std::os::unix::fs::PermissionsExt;
-use std::time::Duration;
+use std::process::Command;
+use std::time::{Duration, Instant};
 
 use vpngw_netns_tests::netns::unique_id;
 use vpngw_netns_tests::strongswan::{Charon, ConnConfig};
@@ -582,4 +583,54 @@ fn vpngw_rekeys_at_its_lifetimes_without_pfs() {
 #[test]
 fn vpngw_rekeys_at_its_lifetimes_with_pfs() {
     vpngw_rekeys_at_its_lifetimes("aes256-sha384-ecp384", "aes256-sha384-ecp384", true);
+}
+
+/// strongSwan crashes and starts again: its new IKE SA carries
+/// INITIAL_CONTACT, and vpngw ends the dead one at once (no DELETE to a
+/// peer that lost it, no wait for DPD). The tunnel stays up throughout.
+#[test]
+fn a_restarted_strongswan_replaces_our_old_sas_at_once() {
+    let mut lab = Interop::new();
+    lab.start_vpngw("aes256gcm16-prfsha256-x25519", "aes256gcm16", false, PSK);
+    lab.start_charon("aes256gcm16-prfsha256-x25519", "aes256gcm16", true, PSK);
+    lab.wait_log("vpngw to install the child SA", "child SA installed");
+    let sock = lab.dir.join("vpngw.sock");
+    let sas = || -> serde_json::Value {
+        let out = Command::new(env!("CARGO_BIN_EXE_vpngw"))
+            .args(["sas", "--json", "--socket"])
+            .arg(&sock)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let old = sas()["connections"][0]["ike"]["spi_i"].clone();
+
+    lab.charon.as_mut().unwrap().kill();
+    let restarted = Instant::now();
+    lab.start_charon("aes256gcm16-prfsha256-x25519", "aes256gcm16", true, PSK);
+    let log = lab.wait_log(
+        "vpngw to end the old IKE SA",
+        "its new IKE SA (INITIAL_CONTACT) replaces this one",
+    );
+    let took = restarted.elapsed();
+    let now = sas();
+    let conn = &now["connections"][0];
+    println!(
+        "strongSwan restarted: vpngw ended the old IKE SA {:.1} s after charon was started again; now {}",
+        took.as_secs_f64(),
+        conn["ike"]
+    );
+    assert_ne!(conn["ike"]["spi_i"], old, "a new IKE SA");
+    assert_eq!(conn["ike"]["phase"], "established", "{conn}");
+    assert!(conn["child"].is_object(), "a child SA: {conn}");
+    assert_eq!(count_in(&log, "child SA installed"), 2, "{log}");
+    assert!(
+        !log.contains("tunnel down"),
+        "the new child took over before the old one went: {log}"
+    );
 }

@@ -238,9 +238,14 @@ fn keepalives_are_paced_and_received_ones_hold_the_session() {
 fn hold_timer_expiry_sends_notification_and_restarts() {
     let mut t = T::new(config());
     t.established();
-    for s in [3, 6] {
-        t.at(s);
+    // Not earlier: a silent peer keeps the session until the hold time
+    // (9 s) is up...
+    for s in [3, 6, 8] {
+        let out = t.at(s);
+        assert_eq!(notification(&out, C1), None, "at {s} s: {out:?}");
+        assert_eq!(t.s.state(), State::Established, "at {s} s");
     }
+    // ...and not later: at 9 s it is gone.
     let out = t.at(9);
     assert_eq!(
         notification(&out, C1).map(|x| code_of(&x)),

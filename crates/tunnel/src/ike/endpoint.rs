@@ -583,28 +583,34 @@ impl Endpoint {
             }
         }
         // An established SA supersedes older ones of its connection (the
-        // peer re-established, e.g. after a restart): close those.
+        // peer re-established, e.g. after a restart): close those. If the
+        // peer said INITIAL_CONTACT it has no state of those that were up
+        // before this one's setup began, and they end at once without a
+        // DELETE (RFC 7296 §2.4). One whose setup overlapped this one's
+        // (both ends initiating) is closed with a DELETE as before.
         let current: Vec<(ConnId, IkeSpi)> = self
             .live_conns()
             .filter_map(|(id, c)| c.current.map(|s| (id, s)))
             .collect();
         let mut superseded = false;
         for (conn, spi) in current {
-            let up = self
+            let Some(restarted_at) = self
                 .sas
                 .get(&spi)
-                .is_some_and(|(_, sa)| sa.phase() == super::sa::Phase::Established);
-            if !up {
+                .filter(|(_, sa)| sa.phase() == super::sa::Phase::Established)
+                .map(|(_, sa)| sa.peer_initial_contact().then(|| sa.created_at()))
+            else {
                 continue;
-            }
+            };
             for (other, (c, sa)) in &mut self.sas {
-                if *c == conn
-                    && *other != spi
-                    && sa.phase() == super::sa::Phase::Established
-                    && !sa.is_closing()
-                {
-                    sa.close(now);
-                    superseded = true;
+                if *c == conn && *other != spi && sa.phase() == super::sa::Phase::Established {
+                    if restarted_at.is_some_and(|t| sa.established_before(t)) {
+                        sa.supersede();
+                        superseded = true;
+                    } else if !sa.is_closing() {
+                        sa.close(now);
+                        superseded = true;
+                    }
                 }
             }
         }

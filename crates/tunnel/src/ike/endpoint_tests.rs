@@ -448,3 +448,41 @@ fn a_connection_added_after_a_removal_gets_a_fresh_id_and_works() {
         p.a.add_connection("third", cfg(A, B), sock(A), sock(B), false, p.now);
     assert_eq!(next, ConnId(2));
 }
+
+/// A peer that restarted (its state lost) sets up a new IKE SA with
+/// INITIAL_CONTACT: the old SA ends at once, without a DELETE the peer
+/// could not answer (RFC 7296 §2.4), and its child goes with it.
+#[test]
+fn initial_contact_from_a_restarted_peer_ends_the_old_sa_at_once() {
+    let mut p = Pair::new(COOKIE_THRESHOLD);
+    p.run(Duration::from_secs(5));
+    let before = Pair::status(&p.b);
+    // A moment later (before any liveness check is due) a restarts: a
+    // fresh endpoint on the same addresses.
+    p.now += Duration::from_secs(5);
+    p.a = Endpoint::new();
+    p.a.add_connection("to-b", cfg(A, B), sock(A), sock(B), true, p.now);
+    p.events_b.clear();
+    let sent = p.sent.len();
+    p.run(Duration::from_secs(1));
+    let after = Pair::status(&p.b);
+    assert_eq!(after.phase, Phase::Established);
+    assert_ne!(after.spi_i, before.spi_i);
+    assert_eq!(p.b.sas.len(), 1, "the old SA is gone at once");
+    let to_a = p.sent[sent..].iter().filter(|(to_b, _)| !to_b).count();
+    assert_eq!(
+        to_a, 2,
+        "b answered IKE_SA_INIT and IKE_AUTH, and sent no DELETE"
+    );
+    let superseded = p
+        .events_b
+        .iter()
+        .any(|(_, e)| matches!(e, Event::Closed(CloseReason::Superseded)));
+    assert!(superseded, "{:?}", p.events_b);
+    let deleted = p
+        .events_b
+        .iter()
+        .filter(|(_, e)| matches!(e, Event::ChildDeleted { .. }))
+        .count();
+    assert_eq!(deleted, 1, "the old child went with it");
+}

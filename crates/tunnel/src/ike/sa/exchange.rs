@@ -766,6 +766,7 @@ pub(super) fn handle_auth_request(
     if !peer_auth_verifies(sa, keys, setup, idi, auth) {
         return refuse(sa, CloseReason::AuthenticationFailed { by_peer: false });
     }
+    sa.peer_initial_contact = notify_of(payloads, NotifyType::INITIAL_CONTACT).is_some();
     let idr = sa.cfg.local_id.clone();
     let our_auth = psk_auth(
         prf,
@@ -886,6 +887,7 @@ pub(super) fn handle_auth_response(
             by_peer: false,
         }));
     }
+    sa.peer_initial_contact = notify_of(payloads, NotifyType::INITIAL_CONTACT).is_some();
     let [chosen] = proposals else {
         return Err(Drop::Close(CloseReason::Protocol(
             "IKE_AUTH response without exactly one ESP proposal".into(),

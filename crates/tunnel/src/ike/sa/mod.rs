@@ -222,6 +222,10 @@ pub enum CloseReason {
         /// Which SA: "IKE" or "child".
         sa: &'static str,
     },
+    /// The peer restarted: it set up a new IKE SA with INITIAL_CONTACT,
+    /// and holds no state of this one (RFC 7296 §2.4). Ended without a
+    /// DELETE, which it could not answer.
+    Superseded,
     /// The peer broke the protocol in a way that ends the SA.
     Protocol(String),
 }
@@ -260,6 +264,10 @@ impl fmt::Display for CloseReason {
             CloseReason::Timeout => write!(f, "no answer from the peer"),
             CloseReason::DeadPeer => write!(f, "dead peer: no answer to liveness checks"),
             CloseReason::DeletedByPeer => write!(f, "deleted by the peer"),
+            CloseReason::Superseded => write!(
+                f,
+                "the peer restarted: its new IKE SA (INITIAL_CONTACT) replaces this one"
+            ),
             CloseReason::DeletedLocally => write!(f, "deleted locally"),
             CloseReason::LifetimeExpired { sa } => {
                 write!(
@@ -477,6 +485,9 @@ pub struct IkeSa {
     /// Children that lost a rekey collision on our side (§2.8.1): never
     /// installed, deleted by us. (inbound SPI, outbound SPI).
     redundant: Vec<(u32, u32)>,
+    /// The peer sent INITIAL_CONTACT in IKE_AUTH: it holds no other IKE SA
+    /// with us (it restarted), so ours that came before this one are dead.
+    peer_initial_contact: bool,
     /// Our CREATE_CHILD_SA rekeying the child, from queued to answered.
     child_rekey: Option<rekey::ChildRekey>,
     /// Our CREATE_CHILD_SA rekeying the IKE SA, from queued to answered.
@@ -501,6 +512,8 @@ pub struct IkeSa {
     /// whether something was sent since that was written down.
     last_sent: Instant,
     sent: bool,
+    /// When this SA object was made (its IKE_SA_INIT sent or received).
+    created_at: Instant,
     established_at: Option<Instant>,
     /// Our next request's message ID.
     next_message_id: u32,
@@ -617,6 +630,7 @@ impl IkeSa {
             child: None,
             retiring: Vec::new(),
             redundant: Vec::new(),
+            peer_initial_contact: false,
             child_rekey: None,
             ike_rekey: None,
             successor: None,
@@ -627,6 +641,7 @@ impl IkeSa {
             closing_reason: None,
             last_sent: now,
             sent: false,
+            created_at: now,
             established_at: None,
             next_message_id: 0,
             request: None,
@@ -964,6 +979,28 @@ impl IkeSa {
             }
             Phase::Closed => {}
         }
+    }
+
+    /// Whether the peer sent INITIAL_CONTACT when this SA was set up.
+    pub fn peer_initial_contact(&self) -> bool {
+        self.peer_initial_contact
+    }
+
+    /// Whether this SA was established before `t`.
+    pub fn established_before(&self, t: Instant) -> bool {
+        self.established_at.is_some_and(|e| e < t)
+    }
+
+    /// When this SA's setup began.
+    pub fn created_at(&self) -> Instant {
+        self.created_at
+    }
+
+    /// Ends the SA at once, without a DELETE: the peer restarted and
+    /// announced it with INITIAL_CONTACT on a new SA
+    /// ([`CloseReason::Superseded`]).
+    pub fn supersede(&mut self) {
+        self.close_with(CloseReason::Superseded);
     }
 
     /// Whether a message with this header belongs to this SA.

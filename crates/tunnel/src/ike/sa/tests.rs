@@ -755,6 +755,49 @@ fn garbage_and_duplicates_change_nothing() {
     assert!(closed(&net.events_i).is_none());
 }
 
+/// RFC 7296 §2.2: a retransmission of the last request gets the cached
+/// response, byte for byte, and changes nothing; an older request replayed
+/// (or arriving late, out of order) is dropped without an answer.
+#[test]
+fn a_replayed_last_request_gets_the_cached_response_and_older_ones_none() {
+    let mut net = establish("aes256gcm16-prfsha256-x25519", "aes256gcm16");
+    let mut requests = Vec::new();
+    let mut responses = Vec::new();
+    for _ in 0..3 {
+        let start = net.log.len();
+        net.i.check_liveness(net.now);
+        net.collect();
+        net.run(Duration::from_secs(1), never);
+        let new = &net.log[start..];
+        requests.push(new.iter().find(|(from_i, _)| *from_i).unwrap().1.clone());
+        responses.push(new.iter().find(|(from_i, _)| !from_i).unwrap().1.clone());
+    }
+    let answers = |net: &mut Net, request: &[u8]| {
+        let start = net.log.len();
+        let r = net.r.as_mut().unwrap();
+        r.handle(net.now, addr(I_ADDR), request, &mut net.rng_r);
+        net.collect();
+        net.log[start..]
+            .iter()
+            .map(|(_, d)| d.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        answers(&mut net, &requests[2]),
+        vec![responses[2].clone()],
+        "the last request again: its cached response"
+    );
+    assert!(answers(&mut net, &requests[0]).is_empty(), "an old request");
+    assert!(answers(&mut net, &requests[1]).is_empty(), "an old request");
+    // Nothing changed: the next exchange still works, both stay up.
+    net.i.check_liveness(net.now);
+    net.collect();
+    net.run(Duration::from_secs(1), never);
+    assert_eq!(net.i.phase(), Phase::Established);
+    assert_eq!(net.r().phase(), Phase::Established);
+    assert!(closed(&net.events_i).is_none() && closed(&net.events_r).is_none());
+}
+
 // ---------------------------------------------------------------------------
 // Rekeying (CREATE_CHILD_SA), lifetimes, NAT keepalives.
 
