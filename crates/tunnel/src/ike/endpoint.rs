@@ -559,6 +559,9 @@ impl Endpoint {
                             if let Some(c) = self.conns.get_mut(conn.0).and_then(Option::as_mut) {
                                 c.current = Some(*spi);
                                 c.restart_delay = RESTART_DELAY;
+                                // Up (the peer may have set it up): no
+                                // attempt of ours is due any more.
+                                c.restart_at = None;
                             }
                         }
                         self.outputs.push_back(EndpointOutput::Event(*conn, e));
@@ -577,7 +580,8 @@ impl Endpoint {
             if c.current == Some(spi) {
                 c.current = None;
                 if c.initiate {
-                    c.restart_at = Some(now + c.restart_delay);
+                    c.restart_at =
+                        Some(now + c.restart_delay + restart_jitter(spi, c.restart_delay));
                     c.restart_delay = (c.restart_delay * 2).min(RESTART_DELAY_MAX);
                 }
             }
@@ -619,6 +623,13 @@ impl Endpoint {
         }
         self.reindex();
     }
+}
+
+/// Up to half of `delay` more, drawn from the closed SA's SPI (random):
+/// two ends that both initiate, and lost their SAs together (each kept
+/// the SA the other deleted), do not try again in lock step.
+fn restart_jitter(spi: IkeSpi, delay: Duration) -> Duration {
+    delay * u32::from(spi.0[7]) / 512
 }
 
 /// `version | HMAC-SHA256(secret, Ni | IPi | SPIi)`.

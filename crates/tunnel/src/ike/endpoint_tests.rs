@@ -486,3 +486,24 @@ fn initial_contact_from_a_restarted_peer_ends_the_old_sa_at_once() {
         .count();
     assert_eq!(deleted, 1, "the old child went with it");
 }
+
+/// Both ends initiating at the same moment, in lock step: each ends up
+/// with the other's SA as its newest and deletes the one the other kept.
+/// The restarts are jittered, so the next attempt is not in lock step and
+/// both ends settle on one SA.
+#[test]
+fn both_ends_initiating_at_once_settle_on_one_sa() {
+    let mut p = Pair::new(COOKIE_THRESHOLD);
+    p.b = Endpoint::new();
+    p.b.add_connection("to-a", cfg(B, A), sock(B), sock(A), true, p.now);
+    p.run(Duration::from_secs(60));
+    let (sa, sb) = (Pair::status(&p.a), Pair::status(&p.b));
+    assert_eq!(sa.phase, Phase::Established);
+    assert_eq!(
+        (sa.spi_i, sa.spi_r),
+        (sb.spi_i, sb.spi_r),
+        "the same SA on both ends"
+    );
+    assert_eq!(p.a.sas.len(), 1, "{:?}", p.a.sas.keys());
+    assert_eq!(p.b.sas.len(), 1, "{:?}", p.b.sas.keys());
+}

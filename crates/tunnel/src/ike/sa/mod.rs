@@ -775,6 +775,10 @@ impl IkeSa {
                 if self.request.is_none() {
                     at(Some(self.last_heard + self.cfg.dpd_interval));
                 }
+                // A closing SA only waits for its DELETE's answer:
+                // `handle_timeout` neither rekeys it nor keeps its NAT
+                // binding alive, so nothing else may wake it (it would be
+                // woken again and again for nothing).
                 if !self.is_closing() {
                     at(self.ike_rekey_at);
                     at(self.ike_expire_at);
@@ -782,9 +786,9 @@ impl IkeSa {
                         at(c.rekey_at);
                         at(Some(c.expire_at));
                     }
-                }
-                if self.nat {
-                    at(Some(self.last_sent + NAT_KEEPALIVE_INTERVAL));
+                    if self.nat {
+                        at(Some(self.last_sent + NAT_KEEPALIVE_INTERVAL));
+                    }
                 }
             }
             t

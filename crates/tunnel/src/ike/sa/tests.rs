@@ -1659,3 +1659,31 @@ fn force_encap_on_either_end_claims_a_nat() {
         assert_both_on_natt(&net);
     }
 }
+
+/// A closing SA behind a NAT (its DELETE unanswered) is not woken for a
+/// NAT keepalive it does not send: the IKE driver would spin on it until
+/// the DELETE gave up.
+#[test]
+fn a_closing_sa_behind_a_nat_is_not_woken_for_nothing() {
+    let (ic, rc) = encap_configs(true, false);
+    let mut net = Net::new(ic, rc);
+    net.run(Duration::from_secs(5), never);
+    assert_both_on_natt(&net);
+    net.i.close(net.now);
+    // The peer answers nothing from now on.
+    let mut now = net.now;
+    let mut wakeups = 0;
+    while let Some(t) = net.i.poll_timeout() {
+        now = now.max(t);
+        net.i.handle_timeout(now, &mut net.rng_i);
+        while net.i.poll_output().is_some() {}
+        wakeups += 1;
+        assert!(
+            net.i.poll_timeout().is_none_or(|next| next > now),
+            "woken at {:?} and due again at once",
+            now - net.now
+        );
+        assert!(wakeups < 100, "{wakeups} wake-ups");
+    }
+    assert_eq!(net.i.phase(), Phase::Closed);
+}
