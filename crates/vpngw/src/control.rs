@@ -102,6 +102,11 @@ pub struct ConnectionStatus {
     pub tunnel_up: bool,
     /// Seconds since the tunnel came up.
     pub up_secs: Option<u64>,
+    /// Why the tunnel, though up, carries no routes and no BGP session:
+    /// `held down` (flap damping), `BFD down`, or `peer unreachable (ICMP),
+    /// checking` (None: in service, or down).
+    #[serde(default)]
+    pub out_of_service: Option<String>,
     /// The IKE SA's phase (`none` when there is none).
     pub ike: String,
     /// `bgp` or `static`.

@@ -164,6 +164,22 @@ impl Conn {
     fn tunnel_id(&self) -> TunnelId {
         TunnelId(self.cfg.name.clone())
     }
+
+    /// Why a tunnel that is up carries no routes and no BGP session, if
+    /// it does not.
+    pub(crate) fn out_of_service(&self) -> Option<&'static str> {
+        if self.up_since.is_none() {
+            None
+        } else if self.unreachable.is_some() {
+            Some("peer unreachable (ICMP), checking")
+        } else if self.bfd_up == Some(false) {
+            Some("BFD down")
+        } else if self.rejoin_at.is_some() {
+            Some("held down")
+        } else {
+            None
+        }
+    }
 }
 
 /// Everything the daemon tracks between events.

@@ -147,6 +147,13 @@ pub fn render(status: &StatusReport, sas: &SasReport, bgp: &BgpReport) -> String
     );
     family(
         &mut out,
+        "vpngw_tunnel_in_service",
+        "gauge",
+        "1 while the tunnel is up and carries its routes and BGP session (not held down, BFD not down, no ICMP hint pending).",
+        &per_conn(&|c| u64::from(c.tunnel_up && c.out_of_service.is_none())),
+    );
+    family(
+        &mut out,
         "vpngw_tunnel_routes",
         "gauge",
         "Kernel routes through the tunnel.",
@@ -163,6 +170,7 @@ pub fn render(status: &StatusReport, sas: &SasReport, bgp: &BgpReport) -> String
     let mut bytes = Vec::new();
     let mut drops = Vec::new();
     let mut sa_bytes = Vec::new();
+    let mut unreachable = Vec::new();
     for s in &sas.connections {
         let d = &s.datapath;
         let n = conn(&s.name);
@@ -179,6 +187,7 @@ pub fn render(status: &StatusReport, sas: &SasReport, bgp: &BgpReport) -> String
         ] {
             drops.push((format!("{n},reason=\"{reason}\""), v));
         }
+        unreachable.push((n.clone(), d.peer_unreachable));
         if let Some(c) = &s.child {
             sa_bytes.push((format!("{n},direction=\"in\""), c.bytes_in));
             sa_bytes.push((format!("{n},direction=\"out\""), c.bytes_out));
@@ -204,6 +213,13 @@ pub fn render(status: &StatusReport, sas: &SasReport, bgp: &BgpReport) -> String
         "counter",
         "Packets the tunnel's datapath dropped, by reason.",
         &drops,
+    );
+    family(
+        &mut out,
+        "vpngw_tunnel_peer_unreachable_total",
+        "counter",
+        "ICMP port unreachable from the peer about our ESP, verified by SPI and sequence number (its IKE daemon was gone).",
+        &unreachable,
     );
     family(
         &mut out,

@@ -39,6 +39,7 @@ struct ConnView {
     tun: String,
     ifindex: u32,
     up_secs: Option<u64>,
+    out_of_service: Option<&'static str>,
     statics: Option<Vec<IpNet>>,
     peer: Option<PeerId>,
     group: usize,
@@ -103,6 +104,7 @@ impl Gather {
                 tun: c.cfg.tun_name.clone(),
                 ifindex: c.ifindex,
                 up_secs: c.up_since.map(|t| now.duration_since(t).as_secs()),
+                out_of_service: c.out_of_service(),
                 statics: match &c.cfg.routing {
                     Routing::Static(p) => Some(p.clone()),
                     Routing::Bgp(_) => None,
@@ -251,6 +253,7 @@ impl Gather {
                     tun: c.tun.clone(),
                     tunnel_up: c.up_secs.is_some(),
                     up_secs: c.up_secs,
+                    out_of_service: c.out_of_service.map(str::to_string),
                     ike: ike
                         .get(&(c.group, c.ike))
                         .and_then(|s| s.sa.as_ref())

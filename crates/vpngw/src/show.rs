@@ -96,7 +96,11 @@ pub fn status(r: &StatusReport) -> String {
                 c.name.clone(),
                 format!("{} -> {}", c.local, c.remote),
                 c.tun.clone(),
-                if c.tunnel_up { "up" } else { "down" }.into(),
+                match (c.tunnel_up, &c.out_of_service) {
+                    (true, Some(why)) => format!("up, out: {why}"),
+                    (true, None) => "up".into(),
+                    (false, _) => "down".into(),
+                },
                 c.up_secs.map_or_else(|| "-".into(), duration),
                 c.ike.clone(),
                 c.routing.clone(),

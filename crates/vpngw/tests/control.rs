@@ -391,6 +391,8 @@ fn prometheus_endpoint_reports_tunnels_sas_and_bgp() {
     for line in [
         "vpngw_tunnel_up{connection=\"onprem-t1\"} 1",
         "vpngw_tunnel_up{connection=\"onprem-t2\"} 1",
+        "vpngw_tunnel_in_service{connection=\"onprem-t1\"} 1",
+        "vpngw_tunnel_peer_unreachable_total{connection=\"onprem-t1\"} 0",
         "vpngw_kernel_routes 1",
         "vpngw_bgp_session_established{peer=\"onprem-t1\"} 1",
         "vpngw_bgp_prefixes{peer=\"onprem-t2\",kind=\"accepted\"} 1",

@@ -316,6 +316,11 @@ fn a_forged_port_unreachable_costs_a_moment_not_the_tunnel() {
     forge_port_unreachable(az1_ns, "192.0.2.2", "198.51.100.1", spi_out, seq);
     op.wait_route("10.1.0.0/24", &["az0"]);
     let out = start.elapsed();
+    let (_, held) = op_conn(&op, "az1");
+    assert_eq!(
+        held["out_of_service"], "peer unreachable (ICMP), checking",
+        "`vpngw status` says why: {held}"
+    );
     op.wait_route("10.1.0.0/24", &["az0", "az1"]);
     let back = start.elapsed();
     let udp = flows.stop();
