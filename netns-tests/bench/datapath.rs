@@ -31,9 +31,7 @@ use std::time::{Duration, Instant};
 use vpngw_netns_tests::bench_lab::{
     check_vpngw_binary, vpngw_binary, BenchLab, Datapath, LoadedRun, UdpRun,
 };
-use vpngw_netns_tests::bench_util::{
-    machine_busy, median, num, panic_message, percentile, positive,
-};
+use vpngw_netns_tests::bench_util::{machine_busy, median, num, panic_message, percentile, Args};
 
 /// UDP payload of the "1400-byte" packets: 1372 + 8 (UDP) + 20 (IPv4) =
 /// 1400-byte IP packets, the largest that cross every tunnel here unsplit
@@ -152,25 +150,15 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
     let mut out = None;
     let mut seconds = None;
     let mut runs = None;
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        let mut value = |name: &str| {
-            it.next()
-                .cloned()
-                .ok_or_else(|| format!("{name} needs a value"))
-        };
-        match arg.as_str() {
-            "--bench" => {}
+    let mut args = Args::new(args);
+    while let Some(arg) = args.next_option() {
+        match arg {
             "--smoke" => smoke = true,
-            "--out" => out = Some(PathBuf::from(value("--out")?)),
+            "--out" => out = Some(PathBuf::from(args.value("--out")?)),
             "--seconds" => {
-                let v = value("--seconds")?;
-                seconds = Some(positive("--seconds", &v, "a whole number of seconds")?);
+                seconds = Some(args.positive("--seconds", "a whole number of seconds")?);
             }
-            "--runs" => {
-                let v = value("--runs")?;
-                runs = Some(positive("--runs", &v, "a count")?);
-            }
+            "--runs" => runs = Some(args.positive("--runs", "a count")?),
             "-h" | "--help" => return Err("help".into()),
             other => return Err(format!("unknown argument `{other}`")),
         }

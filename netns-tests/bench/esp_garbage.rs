@@ -48,7 +48,7 @@ use serde_json::Value;
 use vpngw_netns_tests::bench_lab::{
     check_vpngw_binary, vpngw_binary, BenchLab, Datapath, TcpRun, A, B,
 };
-use vpngw_netns_tests::bench_util::{machine_busy, median, num, panic_message, positive};
+use vpngw_netns_tests::bench_util::{machine_busy, median, num, panic_message, Args};
 use vpngw_netns_tests::traffic::spawn_in_netns;
 
 /// The tunnel: vpngw on both gateways, the suite the datapath benchmark
@@ -206,30 +206,17 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
     let mut seconds = None;
     let mut runs = None;
     let mut rate = None;
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        let mut value = |name: &str| {
-            it.next()
-                .cloned()
-                .ok_or_else(|| format!("{name} needs a value"))
-        };
-        match arg.as_str() {
-            "--bench" => {}
+    let mut args = Args::new(args);
+    while let Some(arg) = args.next_option() {
+        match arg {
             "--smoke" => smoke = true,
             "--unpaced" => unpaced = true,
-            "--out" => out = Some(PathBuf::from(value("--out")?)),
+            "--out" => out = Some(PathBuf::from(args.value("--out")?)),
             "--seconds" => {
-                let v = value("--seconds")?;
-                seconds = Some(positive("--seconds", &v, "a whole number of seconds")?);
+                seconds = Some(args.positive("--seconds", "a whole number of seconds")?);
             }
-            "--runs" => {
-                let v = value("--runs")?;
-                runs = Some(positive("--runs", &v, "a count")?);
-            }
-            "--rate" => {
-                let v = value("--rate")?;
-                rate = Some(positive("--rate", &v, "packets/s")?);
-            }
+            "--runs" => runs = Some(args.positive("--runs", "a count")?),
+            "--rate" => rate = Some(args.positive("--rate", "packets/s")?),
             "-h" | "--help" => return Err("help".into()),
             other => return Err(format!("unknown argument `{other}`")),
         }

@@ -38,7 +38,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use vpngw_netns_tests::bench_lab::{check_vpngw_binary, vpngw_binary};
-use vpngw_netns_tests::bench_util::{panic_message, percentile, positive};
+use vpngw_netns_tests::bench_util::{panic_message, percentile, Args};
 use vpngw_netns_tests::failover_lab::{
     Events, FailoverLab, Stack, Stream, StreamFlow, VpngwRouting, VpngwTimers, AZ1, OPA, OPB,
 };
@@ -207,34 +207,22 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
     let mut minutes = 10;
     let mut percent = LOSS_PERCENT;
     let mut out = None;
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        let mut value = |name: &str| {
-            it.next()
-                .cloned()
-                .ok_or_else(|| format!("{name} needs a value"))
-        };
-        match arg.as_str() {
-            "--bench" => {}
+    let mut args = Args::new(args);
+    while let Some(arg) = args.next_option() {
+        match arg {
             "--smoke" => smoke = true,
             "--loss" => loss = true,
-            "--failures" => {
-                let v = value("--failures")?;
-                failures = Some(positive("--failures", &v, "a count")?);
-            }
-            "--minutes" => {
-                let v = value("--minutes")?;
-                minutes = positive("--minutes", &v, "a whole number")?;
-            }
+            "--failures" => failures = Some(args.positive("--failures", "a count")?),
+            "--minutes" => minutes = args.positive("--minutes", "a whole number")?,
             "--percent" => {
-                let v = value("--percent")?;
+                let v = args.value("--percent")?;
                 percent = v
                     .parse::<f64>()
                     .ok()
                     .filter(|p| (0.0..=100.0).contains(p))
                     .ok_or_else(|| format!("--percent {v}: expected 0 to 100"))?;
             }
-            "--out" => out = Some(PathBuf::from(value("--out")?)),
+            "--out" => out = Some(PathBuf::from(args.value("--out")?)),
             "-h" | "--help" => return Err("help".into()),
             other => return Err(format!("unknown argument `{other}`")),
         }

@@ -21,6 +21,47 @@ pub fn positive<T: FromStr + PartialOrd + Default>(
         .ok_or_else(|| format!("{flag} {value}: expected {what} > 0"))
 }
 
+/// A benchmark's command line, read option by option (`cargo bench`'s
+/// own `--bench` skipped).
+#[derive(Debug)]
+pub struct Args<'a> {
+    it: std::slice::Iter<'a, String>,
+}
+
+impl<'a> Args<'a> {
+    /// The arguments after the program name.
+    pub fn new(args: &'a [String]) -> Args<'a> {
+        Args { it: args.iter() }
+    }
+
+    /// The next option.
+    pub fn next_option(&mut self) -> Option<&'a str> {
+        self.it
+            .by_ref()
+            .map(String::as_str)
+            .find(|a| *a != "--bench")
+    }
+
+    /// The value that follows option `flag`.
+    pub fn value(&mut self, flag: &str) -> Result<&'a str, String> {
+        self.it
+            .next()
+            .map(String::as_str)
+            .ok_or_else(|| format!("{flag} needs a value"))
+    }
+
+    /// The value that follows option `flag`, a number greater than zero
+    /// (see [`positive`]).
+    pub fn positive<T: FromStr + PartialOrd + Default>(
+        &mut self,
+        flag: &str,
+        what: &str,
+    ) -> Result<T, String> {
+        let v = self.value(flag)?;
+        positive(flag, v, what)
+    }
+}
+
 /// The median of `v` (the upper one of an even count); None if empty.
 pub fn median(mut v: Vec<f64>) -> Option<f64> {
     if v.is_empty() {
@@ -83,6 +124,21 @@ mod tests {
             Err("--seconds 0: expected a whole number of seconds > 0".into())
         );
         assert!(positive::<f64>("--percent", "x", "a percentage").is_err());
+    }
+
+    #[test]
+    fn options_and_their_values() {
+        let argv: Vec<String> = ["--bench", "--smoke", "--runs", "3", "--out"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let mut args = Args::new(&argv);
+        assert_eq!(args.next_option(), Some("--smoke"));
+        assert_eq!(args.next_option(), Some("--runs"));
+        assert_eq!(args.positive::<usize>("--runs", "a count"), Ok(3));
+        assert_eq!(args.next_option(), Some("--out"));
+        assert_eq!(args.value("--out"), Err("--out needs a value".into()));
+        assert_eq!(args.next_option(), None);
     }
 
     #[test]

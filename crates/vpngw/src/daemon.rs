@@ -661,9 +661,7 @@ impl Daemon {
         else {
             return;
         };
-        let name = self.name(slot).to_string();
-        let span = info_span!("connection", name = %name);
-        let _enter = span.enter();
+        let _enter = self.conn_span(slot).entered();
         let Some(Some(c)) = self.conns.get_mut(slot) else {
             return;
         };
@@ -811,9 +809,7 @@ impl Daemon {
             // A removed connection's SAs closing: its tunnel is gone already.
             return;
         };
-        let name = self.name(slot).to_string();
-        let span = info_span!("connection", name = %name);
-        let _enter = span.enter();
+        let _enter = self.conn_span(slot).entered();
         let sa_span = e.ike_sa.map(|(i, r)| {
             info_span!(
                 "ike_sa",
@@ -872,9 +868,7 @@ impl Daemon {
         let Some(slot) = self.slot_of(group, ConnId(conn)) else {
             return;
         };
-        let name = self.name(slot).to_string();
-        let span = info_span!("connection", name = %name);
-        let _enter = span.enter();
+        let _enter = self.conn_span(slot).entered();
         let Some(Some(c)) = self.conns.get_mut(slot) else {
             return;
         };
@@ -913,6 +907,11 @@ impl Daemon {
             bgp.stop_peer(peer, StopReason::TransportDown);
             bgp.start_peer(peer);
         }
+    }
+
+    /// The `connection{name}` span that an event of `slot` is logged in.
+    fn conn_span(&self, slot: usize) -> tracing::Span {
+        info_span!("connection", name = %self.name(slot))
     }
 
     fn name(&self, slot: usize) -> &str {
