@@ -405,9 +405,7 @@ impl FailoverLab {
         let device = std::mem::replace(&mut self.devices[i], Device::Down);
         match device {
             Device::Vpngw { mut proc, .. } => {
-                // SAFETY: kill has no memory-safety preconditions; the pid
-                // is our child's.
-                unsafe { libc::kill(proc.pid() as libc::pid_t, libc::SIGKILL) };
+                proc.kill();
                 proc.stop();
             }
             Device::Reference { bird, charon } => {

@@ -90,6 +90,15 @@ impl Proc {
         unsafe { libc::kill(pid, libc::SIGTERM) };
     }
 
+    /// Sends SIGKILL (a crash: no clean shutdown) and returns at once; the
+    /// kernel may take a while to tear the process down ([`stop`](Self::stop)
+    /// reaps it).
+    pub fn kill(&self) {
+        let pid = self.child.id() as libc::pid_t;
+        // SAFETY: kill has no memory-safety preconditions; pid is our child.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+
     /// Stops the process: SIGTERM, then SIGKILL after two seconds.
     pub fn stop(&mut self) {
         if !self.is_running() {

@@ -126,9 +126,7 @@ impl Charon {
     /// Kills charon (SIGKILL: no DELETE, its state lost, as in a crash)
     /// and waits for it.
     pub fn kill(&mut self) {
-        // SAFETY: kill has no memory-safety preconditions; the PID is our
-        // child's, not yet reaped.
-        unsafe { libc::kill(self.proc.pid() as libc::pid_t, libc::SIGKILL) };
+        self.proc.kill();
         self.proc.stop();
     }
 }

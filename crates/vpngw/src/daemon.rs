@@ -878,8 +878,7 @@ impl Daemon {
         if let Some(g) = self.groups.get(c.group) {
             let _ = g.commands.send(IkeCommand::CheckLiveness(c.ike));
         }
-        let in_service = c.rejoin_at.is_none() && c.bfd_up != Some(false);
-        if !in_service {
+        if c.out_of_service().is_some() {
             debug!(%peer, "ICMP port unreachable from the peer; the tunnel is out of service already");
             return;
         }
@@ -901,7 +900,7 @@ impl Daemon {
         let Some(c) = self.conns.get(slot).and_then(Option::as_ref) else {
             return;
         };
-        let in_service = c.up_since.is_some() && c.rejoin_at.is_none() && c.bfd_up != Some(false);
+        let in_service = c.up_since.is_some() && c.out_of_service().is_none();
         if let (Some(bgp), Some(peer), true) = (&self.bgp, c.peer, in_service) {
             info!("the peer restarted: its BGP session starts again");
             bgp.stop_peer(peer, StopReason::TransportDown);

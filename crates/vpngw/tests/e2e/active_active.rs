@@ -110,12 +110,7 @@ fn fail(f: &Fabric, op: &Daemon, az1: &mut Daemon, how: Failure) -> Measured {
     match how {
         Failure::Killed => {
             // SIGKILL: no DELETE, no Cease; the peer must notice.
-            let pid = az1.proc.pid().to_string();
-            assert!(Command::new("kill")
-                .args(["-KILL", &pid])
-                .status()
-                .unwrap()
-                .success());
+            az1.proc.kill();
         }
         Failure::Blackholed => f.cut("198.51.100.1", "192.0.2.2"),
         // A graceful stop (maintenance): az1 deletes its IKE SA.

@@ -196,12 +196,7 @@ fn a_killed_peer_is_noticed_at_its_first_refused_esp_packet() {
 
     // az1's daemon dies; its host (and address) stay.
     let start = Instant::now();
-    let pid = az1.proc.pid().to_string();
-    assert!(Command::new("kill")
-        .args(["-KILL", &pid])
-        .status()
-        .unwrap()
-        .success());
+    az1.proc.kill();
     op.wait_route("10.1.0.0/24", &["az0"]);
     let withdrawn = start.elapsed();
     az1.proc.stop();

@@ -75,12 +75,7 @@ fn a_killed_gateway_leaves_no_routes_and_comes_back() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(500));
-    let pid = g.proc.pid().to_string();
-    assert!(Command::new("kill")
-        .args(["-KILL", &pid])
-        .status()
-        .unwrap()
-        .success());
+    g.proc.kill();
     g.proc.stop();
     let gw_ns = &f.site("g").gw;
     let left = wait_until(
