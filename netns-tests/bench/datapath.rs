@@ -29,7 +29,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use vpngw_netns_tests::bench_lab::{
-    check_vpngw_binary, vpngw_binary, BenchLab, Datapath, LoadedRun, UdpRun,
+    check_vpngw_binary, vpngw_binary, BenchLab, Datapath, LoadedRun, UdpLoad, UdpRun,
 };
 use vpngw_netns_tests::bench_util::{machine_busy, median, num, panic_message, percentile, Args};
 
@@ -52,6 +52,10 @@ const SEARCH_PRECISION: f64 = 1.05;
 /// Full-length runs at 10 % lower rates if the one at the rate found loses
 /// too much.
 const FINAL_RETRIES: usize = 2;
+/// The UDP generator and sink (`src/bin/udp-load.rs`).
+const UDP_LOAD: &str = env!("CARGO_BIN_EXE_udp-load");
+/// Flows of each UDP run (one source port each).
+const UDP_FLOWS: u32 = 4;
 /// The smoke run's fixed UDP rate.
 const SMOKE_RATE: f64 = 50e6;
 
@@ -66,6 +70,7 @@ const SMOKE_PATHS: [Datapath; 2] = [Datapath::Underlay, Datapath::Vpngw { esp: "
 
 const USAGE: &str = "usage: cargo bench -p vpngw-netns-tests --bench datapath -- \
 [--smoke] [--out FILE] [--seconds N] [--runs N]
+  [--paths underlay,vpngw-128,vpngw-256,strongswan,wireguard-go] [--udp-at MBIT]
   (as root; vpngw from $VPNGW_BIN, default target/release/vpngw: cargo build --release -p vpngw)";
 
 #[derive(Debug)]
@@ -75,6 +80,23 @@ struct Options {
     runs: usize,
     out: Option<PathBuf>,
     vpngw: PathBuf,
+    /// Only these paths (`--paths`), else all of the mode's.
+    paths: Option<Vec<Datapath>>,
+    /// Only one UDP 1400 B run at this rate, bit/s (`--udp-at`), for each
+    /// path: for profiling one load.
+    udp_at: Option<f64>,
+    /// UDP runs hand the kernel runs of datagrams (`--udp-gso`).
+    gso: bool,
+}
+
+impl Options {
+    fn load(&self) -> UdpLoad<'static> {
+        UdpLoad {
+            program: UDP_LOAD,
+            flows: UDP_FLOWS,
+            gso: self.gso,
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -98,10 +120,10 @@ fn main() -> ExitCode {
 
     let busy_before = machine_busy(Duration::from_millis(500));
     let started = Instant::now();
-    let paths: &[Datapath] = if opts.smoke {
-        &SMOKE_PATHS
-    } else {
-        &FULL_PATHS
+    let paths: &[Datapath] = match &opts.paths {
+        Some(paths) => paths,
+        None if opts.smoke => &SMOKE_PATHS,
+        None => &FULL_PATHS,
     };
     let rows: Vec<(Datapath, Result<Figures, String>)> = paths
         .iter()
@@ -150,6 +172,9 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
     let mut out = None;
     let mut seconds = None;
     let mut runs = None;
+    let mut paths = None;
+    let mut udp_at = None;
+    let mut gso = false;
     let mut args = Args::new(args);
     while let Some(arg) = args.next_option() {
         match arg {
@@ -159,6 +184,30 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
                 seconds = Some(args.positive("--seconds", "a whole number of seconds")?);
             }
             "--runs" => runs = Some(args.positive("--runs", "a count")?),
+            "--udp-gso" => gso = true,
+            "--udp-at" => {
+                let mbit: f64 = args.positive("--udp-at", "a rate in Mbit/s")?;
+                udp_at = Some(mbit * 1e6);
+            }
+            "--paths" => {
+                let list = args.value("--paths")?;
+                let chosen = list
+                    .split(',')
+                    .map(|key| {
+                        FULL_PATHS
+                            .iter()
+                            .copied()
+                            .find(|p| p.key() == key.trim())
+                            .ok_or_else(|| {
+                                format!(
+                                    "--paths: unknown path `{key}`, expected some of {}",
+                                    FULL_PATHS.map(Datapath::key).join(",")
+                                )
+                            })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                paths = Some(chosen);
+            }
             "-h" | "--help" => return Err("help".into()),
             other => return Err(format!("unknown argument `{other}`")),
         }
@@ -170,6 +219,9 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
         runs: runs.unwrap_or(default_runs),
         out,
         vpngw: vpngw_binary(),
+        paths,
+        udp_at,
+        gso,
     })
 }
 
@@ -218,6 +270,16 @@ fn run_path(path: Datapath, opts: &Options) -> Figures {
     let mut lab = BenchLab::new();
     lab.setup(path, &opts.vpngw);
     let mut f = Figures::default();
+    if let Some(rate) = opts.udp_at {
+        let run = lab.udp_load(&opts.load(), opts.seconds, BIG_PAYLOAD, Some(rate));
+        f.udp = Some(UdpFigure {
+            goodput: run.goodput,
+            loss: run.loss_percent,
+            under_limit: run.loss_percent < LOSS_LIMIT,
+        });
+        f.carried = run.received > 0.0;
+        return f;
+    }
 
     let loaded: Vec<LoadedRun> = (0..opts.runs)
         .map(|_| lab.tcp_loaded(opts.seconds))
@@ -241,7 +303,7 @@ fn run_path(path: Datapath, opts: &Options) -> Figures {
     let tcp_carried = loaded.iter().any(|r| r.tcp.bytes > 0.0);
 
     if opts.smoke {
-        let run = lab.udp(opts.seconds, BIG_PAYLOAD, Some(SMOKE_RATE));
+        let run = lab.udp_load(&opts.load(), opts.seconds, BIG_PAYLOAD, Some(SMOKE_RATE));
         f.udp = Some(UdpFigure {
             goodput: run.goodput,
             loss: run.loss_percent,
@@ -257,10 +319,10 @@ fn run_path(path: Datapath, opts: &Options) -> Figures {
             .collect(),
     );
     let ceiling = 1.5 * tcp1.unwrap_or(0.0).max(f.tcp4.unwrap_or(0.0));
-    let udp = udp_search(&lab, opts.seconds, ceiling);
+    let udp = udp_search(&lab, &opts.load(), opts.seconds, ceiling);
     f.udp = Some(udp);
     let mut small: Vec<UdpRun> = (0..opts.runs)
-        .map(|_| lab.udp(opts.seconds, SMALL_PAYLOAD, None))
+        .map(|_| lab.udp_load(&opts.load(), opts.seconds, SMALL_PAYLOAD, None))
         .collect();
     small.sort_by(|a, b| a.received_pps().total_cmp(&b.received_pps()));
     let mid = small[small.len() / 2];
@@ -276,12 +338,12 @@ fn run_path(path: Datapath, opts: &Options) -> Figures {
 /// one of two runs does). The figure is one full-length run at the rate
 /// found (or up to two 10 % lower ones, if it loses more than the short
 /// runs did).
-fn udp_search(lab: &BenchLab, seconds: u32, ceiling: f64) -> UdpFigure {
+fn udp_search(lab: &BenchLab, load: &UdpLoad<'_>, seconds: u32, ceiling: f64) -> UdpFigure {
     // A rate passes if one of two short runs loses < 1 %: one blip (the
     // receiver descheduled for a moment) does not end the search.
     let passes = |rate: f64| {
         (0..2).any(|_| {
-            let run = lab.udp(SEARCH_SECONDS, BIG_PAYLOAD, Some(rate));
+            let run = lab.udp_load(load, SEARCH_SECONDS, BIG_PAYLOAD, Some(rate));
             run.received > 0.0 && run.loss_percent < LOSS_LIMIT
         })
     };
@@ -316,13 +378,13 @@ fn udp_search(lab: &BenchLab, seconds: u32, ceiling: f64) -> UdpFigure {
     };
     // A long run can lose more than the short ones did: step down a little.
     let mut rate = found.unwrap_or(1e6);
-    let mut run = lab.udp(seconds, BIG_PAYLOAD, Some(rate));
+    let mut run = lab.udp_load(load, seconds, BIG_PAYLOAD, Some(rate));
     for _ in 0..FINAL_RETRIES {
         if found.is_none() || run.loss_percent < LOSS_LIMIT {
             break;
         }
         rate *= 0.9;
-        run = lab.udp(seconds, BIG_PAYLOAD, Some(rate));
+        run = lab.udp_load(load, seconds, BIG_PAYLOAD, Some(rate));
     }
     UdpFigure {
         goodput: run.goodput,

@@ -98,6 +98,17 @@ pub enum Datapath {
 }
 
 impl Datapath {
+    /// Its short name on the command line (`--paths`).
+    pub fn key(self) -> &'static str {
+        match self {
+            Datapath::Underlay => "underlay",
+            Datapath::Vpngw { esp: "aes128gcm16" } => "vpngw-128",
+            Datapath::Vpngw { .. } => "vpngw-256",
+            Datapath::StrongSwan => "strongswan",
+            Datapath::WireguardGo => "wireguard-go",
+        }
+    }
+
     /// The name in the results table.
     pub fn label(&self) -> String {
         match self {
@@ -222,6 +233,24 @@ impl BenchLab {
     /// Joins the LANs with `path` and waits until host A pings host B.
     /// `vpngw` is the daemon's binary (for [`Datapath::Vpngw`]).
     pub fn setup(&mut self, path: Datapath, vpngw: &Path) {
+        if std::env::var("VPNGW_BENCH_GRO_FWD").is_ok() {
+            for (ns, ifs) in [
+                (&self.gw_a, ["lan0", "eth0"]),
+                (&self.gw_b, ["eth0", "lan0"]),
+            ] {
+                for i in ifs {
+                    let out = ns.run(
+                        "ethtool",
+                        &["-K", i, "gro", "on", "rx-udp-gro-forwarding", "on"],
+                    );
+                    assert!(
+                        out.status.success(),
+                        "ethtool: {}",
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                }
+            }
+        }
         match path {
             Datapath::Underlay => {
                 self.gw_a
@@ -506,6 +535,95 @@ static_routes = ["{peer_lan}"]
         }
     }
 
+    /// A UDP run from host A to host B with `udp-load` (see [`UdpLoad`])
+    /// of datagrams of `payload` bytes at `rate` payload bit/s (`None`: as
+    /// fast as the sender can).
+    pub fn udp_load(
+        &self,
+        load: &UdpLoad<'_>,
+        seconds: u32,
+        payload: u32,
+        rate: Option<f64>,
+    ) -> UdpRun {
+        let program = load.program;
+        let timeout = (seconds + 30).to_string();
+        let out_path = self.dir.join("udp-load-recv.out");
+        let out = File::create(&out_path).expect("create udp-load output");
+        let mut sink = self
+            .host_b
+            .command(program)
+            .args(["recv", IPERF_PORT, "--timeout", &timeout])
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start udp-load recv");
+        wait_until("udp-load sink to listen", Duration::from_secs(10), || {
+            let out = self.host_b.run("ss", &["-Hlun"]);
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            if text.contains(&format!(":{IPERF_PORT} ")) {
+                Ok(())
+            } else {
+                Err(text)
+            }
+        });
+        let to = format!("{}:{IPERF_PORT}", B.host);
+        let rate_arg = rate.map_or("0".to_string(), |r| format!("{}", r.round() as u64));
+        let (len, secs, flows) = (
+            payload.to_string(),
+            seconds.to_string(),
+            load.flows.to_string(),
+        );
+        let mut argv = vec![
+            "send",
+            &to,
+            "--len",
+            &len,
+            "--rate",
+            &rate_arg,
+            "--seconds",
+            &secs,
+            "--flows",
+            &flows,
+        ];
+        if load.gso {
+            argv.push("--gso");
+        }
+        let sent = run_to_file(
+            &self.host_a,
+            program,
+            &argv,
+            &self.dir.join("udp-load-send.out"),
+            Duration::from_secs(u64::from(seconds) + 20),
+        );
+        if !wait_or_kill(&mut sink, Duration::from_secs(10)) {
+            panic!("udp-load recv did not finish after the sender");
+        }
+        let received = std::fs::read_to_string(&out_path).unwrap_or_default();
+        let number = |text: &str, key: &str| {
+            text.split_whitespace()
+                .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or_else(|| panic!("udp-load: no {key} in {text:?}"))
+        };
+        let sent_count = number(&sent, "sent");
+        let took = number(&sent, "seconds");
+        let got = number(&received, "received").min(sent_count);
+        let bytes = number(&received, "bytes");
+        UdpRun {
+            offered: rate,
+            goodput: if took > 0.0 { bytes * 8.0 / took } else { 0.0 },
+            sent: sent_count,
+            received: got,
+            loss_percent: if sent_count > 0.0 {
+                100.0 * (sent_count - got) / sent_count
+            } else {
+                100.0
+            },
+            seconds: took,
+        }
+    }
+
     /// A single-stream TCP run of `seconds` with a ping every 10 ms from
     /// host A to host B alongside it, and the machine's CPU time around it.
     pub fn tcp_loaded(&self, seconds: u32) -> LoadedRun {
@@ -543,6 +661,19 @@ static_routes = ["{peer_lan}"]
             elapsed,
         }
     }
+}
+
+/// How [`BenchLab::udp_load`] loads the path: `udp-load`
+/// (`src/bin/udp-load.rs`), which unlike iperf3 batches its syscalls and so
+/// is not the bottleneck of the path.
+#[derive(Debug, Clone, Copy)]
+pub struct UdpLoad<'a> {
+    /// The program.
+    pub program: &'a str,
+    /// Flows (source ports), round-robin.
+    pub flows: u32,
+    /// Runs of datagrams handed to the kernel in one buffer (`UDP_SEGMENT`).
+    pub gso: bool,
 }
 
 /// What one TCP run carried (the receiver's count).

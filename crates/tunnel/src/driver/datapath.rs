@@ -932,10 +932,7 @@ impl RxWorker {
         let mut tunnels: HashMap<usize, Arc<RxTunnel>> = HashMap::new();
         let mut table: HashMap<u32, Inbound> = HashMap::new();
         let mut batch = RxBatch::new();
-        let mut gro = Gro {
-            coalescer: Coalescer::new(),
-            tunnel: None,
-        };
+        let mut gro = Gro::new(!disabled("tun-uso"));
         let mut parked = Parked::new();
         // An inbound SA was added since the parked packets were last tried.
         let mut sa_added = false;
@@ -1107,39 +1104,97 @@ fn verified_unreachable<'a>(
     Some(entry.conn)
 }
 
+/// Flows coalesced at once on the way into the TUN devices: packets of
+/// several flows arrive interleaved (several hosts, several sockets), and
+/// one slot would flush at every change of flow.
+const GRO_FLOWS: usize = 8;
+
 /// Decrypted packets on their way into offload TUN devices: consecutive TCP
-/// segments of one flow become one super-packet and one write.
+/// segments (or UDP datagrams of one size) of one flow become one
+/// super-packet and one write; up to [`GRO_FLOWS`] flows are built at once,
+/// and all are written at the end of each receive batch.
 struct Gro {
+    slots: Vec<GroSlot>,
+    /// The slot to give up next when all are busy.
+    victim: usize,
+}
+
+struct GroSlot {
     coalescer: Coalescer,
     /// The tunnel the held packet goes to.
     tunnel: Option<Arc<RxTunnel>>,
 }
 
+impl GroSlot {
+    /// Writes what is held.
+    fn flush(&mut self) {
+        let Some(tunnel) = self.tunnel.take() else {
+            let _ = self.coalescer.flush();
+            return;
+        };
+        if let Some(bytes) = self.coalescer.flush() {
+            // SAFETY: writing our own initialized buffer.
+            unsafe { libc::write(tunnel.tun.fd(), bytes.as_ptr().cast(), bytes.len()) };
+        }
+    }
+
+    fn holds(&self, tunnel: &Arc<RxTunnel>, packet: &[u8]) -> bool {
+        self.tunnel.as_ref().is_some_and(|t| Arc::ptr_eq(t, tunnel))
+            && self.coalescer.holds_flow(packet)
+    }
+}
+
 impl Gro {
+    /// `udp`: coalesce UDP datagrams too (see [`Coalescer::tcp_only`]).
+    fn new(udp: bool) -> Gro {
+        Gro {
+            slots: (0..GRO_FLOWS)
+                .map(|_| GroSlot {
+                    coalescer: if udp {
+                        Coalescer::new()
+                    } else {
+                        Coalescer::tcp_only()
+                    },
+                    tunnel: None,
+                })
+                .collect(),
+            victim: 0,
+        }
+    }
+
     /// Takes one packet for `tunnel`; false if it had to be written alone
     /// and the write failed.
     fn write(&mut self, tunnel: &Arc<RxTunnel>, packet: &[u8]) -> bool {
-        if self
-            .tunnel
-            .as_ref()
-            .is_some_and(|t| !Arc::ptr_eq(t, tunnel))
-        {
-            self.flush();
-        }
-        let mut pushed = self.coalescer.push(packet);
+        // The slot of its flow, else a free one, else the next victim.
+        let i = match self.slots.iter().position(|s| s.holds(tunnel, packet)) {
+            Some(i) => i,
+            None => match self.slots.iter().position(|s| s.tunnel.is_none()) {
+                Some(i) => i,
+                None => {
+                    let i = self.victim;
+                    self.victim = (i + 1) % self.slots.len();
+                    self.slots[i].flush();
+                    i
+                }
+            },
+        };
+        let slot = &mut self.slots[i];
+        let mut pushed = slot.coalescer.push(packet);
         if pushed == Push::Flush {
-            self.flush();
-            pushed = self.coalescer.push(packet);
+            slot.flush();
+            pushed = slot.coalescer.push(packet);
         }
         match pushed {
             Push::Merged => {
-                if self.tunnel.is_none() {
-                    self.tunnel = Some(Arc::clone(tunnel));
+                if slot.tunnel.is_none() {
+                    slot.tunnel = Some(Arc::clone(tunnel));
                 }
                 true
             }
             Push::Flush | Push::Alone => {
-                self.flush();
+                // Whatever its flow holds goes first: order within a flow
+                // is kept.
+                slot.flush();
                 let mut hdr = [0u8; VNET_HDR_LEN];
                 VnetHdr {
                     flags: F_DATA_VALID,
@@ -1162,21 +1217,18 @@ impl Gro {
         }
     }
 
-    /// Writes what is held.
+    /// Writes everything held.
     fn flush(&mut self) {
-        let Some(tunnel) = self.tunnel.take() else {
-            let _ = self.coalescer.flush();
-            return;
-        };
-        if let Some(bytes) = self.coalescer.flush() {
-            // SAFETY: writing our own initialized buffer.
-            unsafe { libc::write(tunnel.tun.fd(), bytes.as_ptr().cast(), bytes.len()) };
+        for slot in &mut self.slots {
+            if slot.tunnel.is_some() {
+                slot.flush();
+            }
         }
     }
 }
 
 /// Whether `feature` is listed in `VPNGW_DATAPATH_DISABLE` (comma-separated:
-/// `tun-offload`, `udp-gso`, `udp-gro`, `socket-buffers`): for measuring
+/// `tun-offload`, `tun-uso`, `udp-gso`, `udp-gro`, `socket-buffers`): for measuring
 /// what each optimisation gives (`docs/bench.md`), never needed otherwise.
 pub fn disabled(feature: &str) -> bool {
     std::env::var("VPNGW_DATAPATH_DISABLE").is_ok_and(|v| v.split(',').any(|f| f.trim() == feature))

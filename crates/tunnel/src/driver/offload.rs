@@ -2,8 +2,10 @@
 //! in front of every packet of an `IFF_VNET_HDR` TUN device, TCP
 //! segmentation of the super-packets it hands over with TSO enabled (up to
 //! 64 KiB in one read instead of one read per MTU-sized packet), checksum
-//! completion, and the reverse — coalescing consecutive TCP segments of one
-//! flow into one super-packet for one write (GRO).
+//! completion, and the reverse — coalescing consecutive TCP segments, or
+//! UDP datagrams of one size, of one flow into one super-packet for one
+//! write (GRO; UDP as `VIRTIO_NET_HDR_GSO_UDP_L4`, which the kernel cuts
+//! back into the datagrams, or hands whole to a receiver with `UDP_GRO`).
 //!
 //! Plain functions over byte slices; no I/O. The datapath calls them per
 //! read and per write; nothing allocates.
@@ -21,10 +23,14 @@ pub const GSO_NONE: u8 = 0;
 pub const GSO_TCPV4: u8 = 1;
 /// `VIRTIO_NET_HDR_GSO_TCPV6`.
 pub const GSO_TCPV6: u8 = 4;
+/// `VIRTIO_NET_HDR_GSO_UDP_L4`: UDP datagrams of `gso_size` bytes of
+/// payload each, one header (`UDP_SEGMENT`).
+pub const GSO_UDP_L4: u8 = 5;
 /// `VIRTIO_NET_HDR_GSO_ECN` (ORed into the type).
 pub const GSO_ECN: u8 = 0x80;
 
 const PROTO_TCP: u8 = 6;
+const PROTO_UDP: u8 = 17;
 const TCP_FIN: u8 = 0x01;
 const TCP_PSH: u8 = 0x08;
 const TCP_CWR: u8 = 0x80;
@@ -184,6 +190,32 @@ fn tcp_headers(packet: &[u8]) -> Result<(usize, usize), OffloadError> {
     Ok((ip_len, doff))
 }
 
+/// A UDP datagram that may join a `GSO_UDP_L4` run: IPv4 without options
+/// or fragmentation, or IPv6 with UDP as the first next header; lengths
+/// consistent, some payload. Returns (IP header length, packet end).
+fn plain_udp(packet: &[u8]) -> Option<(usize, usize)> {
+    let (ip_len, end) = match packet.first()? >> 4 {
+        4 => {
+            let h = packet.get(..20)?;
+            if h[0] != 0x45 || h[9] != PROTO_UDP || h[6] & 0x3f != 0 || h[7] != 0 {
+                return None;
+            }
+            (20, usize::from(u16::from_be_bytes([h[2], h[3]])))
+        }
+        6 => {
+            let h = packet.get(..40)?;
+            if h[6] != PROTO_UDP {
+                return None;
+            }
+            (40, 40 + usize::from(u16::from_be_bytes([h[4], h[5]])))
+        }
+        _ => return None,
+    };
+    let udp = packet.get(ip_len..ip_len + 8)?;
+    let udp_len = usize::from(u16::from_be_bytes([udp[4], udp[5]]));
+    (end == packet.len() && udp_len == end - ip_len && udp_len > 8).then_some((ip_len, end))
+}
+
 /// Sets the IP length fields and checksum and the TCP checksum of a TCP
 /// packet whose headers and payload are in place.
 fn finish_tcp(seg: &mut [u8], ip_len: usize) -> Result<(), OffloadError> {
@@ -227,6 +259,9 @@ pub fn segment(
         }
         f(packet);
         return Ok(1);
+    }
+    if gso == GSO_UDP_L4 {
+        return segment_udp(hdr, packet, scratch, f);
     }
     if gso != GSO_TCPV4 && gso != GSO_TCPV6 {
         return Err(OffloadError::Unsupported);
@@ -284,8 +319,78 @@ pub fn segment(
     Ok(count)
 }
 
+/// [`segment`] for a `GSO_UDP_L4` packet: one UDP datagram per `gso_size`
+/// bytes of payload, each with its own lengths and a full checksum.
+fn segment_udp(
+    hdr: &VnetHdr,
+    packet: &mut [u8],
+    scratch: &mut [u8],
+    mut f: impl FnMut(&mut [u8]),
+) -> Result<usize, OffloadError> {
+    let first = *packet.first().ok_or(OffloadError::Malformed)?;
+    let (ip_len, end) = match first >> 4 {
+        4 => {
+            let ihl = usize::from(first & 0x0f) * 4;
+            let total = packet.get(2..4).ok_or(OffloadError::Malformed)?;
+            (ihl, usize::from(u16::from_be_bytes([total[0], total[1]])))
+        }
+        6 => (40, packet.len()),
+        _ => return Err(OffloadError::Malformed),
+    };
+    let proto = if first >> 4 == 4 {
+        packet.get(9)
+    } else {
+        packet.get(6)
+    };
+    if proto != Some(&PROTO_UDP) {
+        return Err(OffloadError::Unsupported);
+    }
+    let hl = ip_len + 8;
+    let mss = usize::from(hdr.gso_size);
+    if ip_len < 20 || hl > packet.len() || mss == 0 {
+        return Err(OffloadError::Malformed);
+    }
+    let end = end.clamp(hl, packet.len());
+    if hl + mss > scratch.len() {
+        return Err(OffloadError::TooLarge);
+    }
+    let id = u16::from_be_bytes([packet[4], packet[5]]);
+    let count = (end - hl).div_ceil(mss).max(1);
+    for i in 0..count {
+        let from = hl + i * mss;
+        let to = (from + mss).min(end);
+        let len = hl + (to - from);
+        let seg = &mut scratch[..len];
+        seg[..hl].copy_from_slice(&packet[..hl]);
+        seg[hl..].copy_from_slice(&packet[from..to]);
+        let udp_len = len - ip_len;
+        if seg[0] >> 4 == 4 {
+            seg[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+            seg[4..6].copy_from_slice(&id.wrapping_add(i as u16).to_be_bytes());
+            seg[10..12].copy_from_slice(&[0, 0]);
+            let c = checksum(&seg[..ip_len]);
+            seg[10..12].copy_from_slice(&c.to_be_bytes());
+        } else {
+            seg[4..6].copy_from_slice(&(udp_len as u16).to_be_bytes());
+        }
+        seg[ip_len + 4..ip_len + 6].copy_from_slice(&(udp_len as u16).to_be_bytes());
+        seg[ip_len + 6..ip_len + 8].copy_from_slice(&[0, 0]);
+        let pseudo = pseudo_sum(seg, PROTO_UDP, udp_len).ok_or(OffloadError::Malformed)?;
+        // 0 means "no checksum" in UDP: a computed 0 is sent as all ones.
+        let c = match !fold(add(pseudo, &seg[ip_len..])) {
+            0 => 0xffff,
+            c => c,
+        };
+        seg[ip_len + 6..ip_len + 8].copy_from_slice(&c.to_be_bytes());
+        f(seg);
+    }
+    Ok(count)
+}
+
 /// Coalesces consecutive TCP segments of one flow into one super-packet
-/// for a single write to an `IFF_VNET_HDR` TUN device (GRO in user space).
+/// for a single write to an `IFF_VNET_HDR` TUN device (GRO in user space);
+/// likewise consecutive UDP datagrams of one flow with the same payload
+/// length (the last may be shorter), as one `GSO_UDP_L4` packet.
 ///
 /// [`Coalescer::push`] takes each decrypted packet; it either joins the
 /// super-packet being built or says the caller must [`Coalescer::flush`]
@@ -304,6 +409,10 @@ pub struct Coalescer {
     /// The last segment was shorter than `mss` or carried PSH/FIN: nothing
     /// may follow it.
     closed: bool,
+    /// What is held is UDP, not TCP.
+    udp: bool,
+    /// Whether UDP datagrams are coalesced at all.
+    udp_allowed: bool,
 }
 
 /// What [`Coalescer::push`] did.
@@ -340,6 +449,17 @@ impl Coalescer {
             segments: 0,
             next_seq: 0,
             closed: false,
+            udp: false,
+            udp_allowed: true,
+        }
+    }
+
+    /// One that leaves UDP alone (each datagram its own write): for
+    /// measuring what UDP coalescing gives.
+    pub fn tcp_only() -> Coalescer {
+        Coalescer {
+            udp_allowed: false,
+            ..Coalescer::new()
         }
     }
 
@@ -348,11 +468,31 @@ impl Coalescer {
         self.len == 0
     }
 
+    /// Whether `packet` belongs to the flow held (same addresses, protocol
+    /// and ports); false if empty.
+    pub fn holds_flow(&self, packet: &[u8]) -> bool {
+        if self.len == 0 {
+            return false;
+        }
+        let head = &self.buf[VNET_HDR_LEN..VNET_HDR_LEN + self.hl];
+        let ip_len = self.ip_len;
+        let same_ip = match head[0] >> 4 {
+            4 => packet.get(9) == Some(&head[9]) && packet.get(12..20) == Some(&head[12..20]),
+            _ => packet.get(6) == Some(&head[6]) && packet.get(8..40) == Some(&head[8..40]),
+        };
+        packet.first().map(|b| b >> 4) == Some(head[0] >> 4)
+            && same_ip
+            && packet.get(ip_len..ip_len + 4) == Some(&head[ip_len..ip_len + 4])
+    }
+
     /// Offers one IP packet (checksums valid).
     pub fn push(&mut self, packet: &[u8]) -> Push {
         let Ok((ip_len, tcp_len)) = tcp_headers(packet) else {
-            return Push::Alone;
+            return self.push_udp(packet);
         };
+        if self.len != 0 && self.udp {
+            return Push::Flush;
+        }
         let hl = ip_len + tcp_len;
         let v4 = packet[0] >> 4 == 4;
         // Only plain segments: no IP options, no fragments, nothing but
@@ -439,6 +579,55 @@ impl Coalescer {
         self.segments = 1;
         self.next_seq = seq.wrapping_add(payload as u32);
         self.closed = flags & TCP_PSH != 0;
+        self.udp = false;
+    }
+
+    /// [`Coalescer::push`] for what is not TCP: a UDP datagram joins a
+    /// run of its flow's datagrams of its size.
+    fn push_udp(&mut self, packet: &[u8]) -> Push {
+        let Some((ip_len, end)) = plain_udp(packet).filter(|_| self.udp_allowed) else {
+            return Push::Alone;
+        };
+        let hl = ip_len + 8;
+        let payload = end - hl;
+        if self.len == 0 {
+            self.buf[VNET_HDR_LEN..VNET_HDR_LEN + end].copy_from_slice(&packet[..end]);
+            self.len = VNET_HDR_LEN + end;
+            self.ip_len = ip_len;
+            self.hl = hl;
+            self.mss = payload;
+            self.segments = 1;
+            self.closed = false;
+            self.udp = true;
+            return Push::Merged;
+        }
+        let head = &self.buf[VNET_HDR_LEN..VNET_HDR_LEN + self.hl];
+        // Same flow, same header fields but for lengths, ids and checksums.
+        let same_ip = if ip_len == 20 {
+            head[0..2] == packet[0..2]
+                && head[6..10] == packet[6..10]
+                && head[12..20] == packet[12..20]
+        } else {
+            head[0..4] == packet[0..4] && head[6..40] == packet[6..40]
+        };
+        if !self.udp
+            || !same_ip
+            || ip_len != self.ip_len
+            || head[ip_len..ip_len + 4] != packet[ip_len..ip_len + 4]
+            || self.closed
+            || payload > self.mss
+            || self.len + payload > VNET_HDR_LEN + GRO_MAX
+            || self.segments >= GRO_MAX_SEGMENTS
+        {
+            return Push::Flush;
+        }
+        self.buf[self.len..self.len + payload].copy_from_slice(&packet[hl..end]);
+        self.len += payload;
+        self.segments += 1;
+        // A shorter datagram ends the run: segments are all `mss` long but
+        // the last.
+        self.closed = payload < self.mss;
+        Push::Merged
     }
 
     /// The held packet, ready for one write (virtio-net header first), and
@@ -467,18 +656,28 @@ impl Coalescer {
             } else {
                 packet[4..6].copy_from_slice(&((total - 40) as u16).to_be_bytes());
             }
-            // CHECKSUM_PARTIAL: the TCP checksum field holds the
-            // pseudo-header sum; the kernel finishes it per segment.
-            let tcp_total = total - ip_len;
-            let pseudo = pseudo_sum(packet, PROTO_TCP, tcp_total).unwrap_or(0);
-            packet[ip_len + 16..ip_len + 18].copy_from_slice(&fold(pseudo).to_be_bytes());
+            // CHECKSUM_PARTIAL: the checksum field holds the pseudo-header
+            // sum (over the whole length); the kernel finishes it per
+            // segment.
+            let l4_total = total - ip_len;
+            let (proto, csum_offset, gso_type) = if self.udp {
+                // The UDP length covers everything; the kernel sets each
+                // segment's.
+                packet[ip_len + 4..ip_len + 6].copy_from_slice(&(l4_total as u16).to_be_bytes());
+                (PROTO_UDP, 6, GSO_UDP_L4)
+            } else {
+                (PROTO_TCP, 16, if v4 { GSO_TCPV4 } else { GSO_TCPV6 })
+            };
+            let pseudo = pseudo_sum(packet, proto, l4_total).unwrap_or(0);
+            packet[ip_len + csum_offset..ip_len + csum_offset + 2]
+                .copy_from_slice(&fold(pseudo).to_be_bytes());
             VnetHdr {
                 flags: F_NEEDS_CSUM,
-                gso_type: if v4 { GSO_TCPV4 } else { GSO_TCPV6 },
+                gso_type,
                 hdr_len: self.hl as u16,
                 gso_size: self.mss as u16,
                 csum_start: ip_len as u16,
-                csum_offset: 16,
+                csum_offset: csum_offset as u16,
             }
         };
         hdr.write(&mut self.buf[..VNET_HDR_LEN]);
@@ -510,6 +709,161 @@ mod tests {
         p[40..].copy_from_slice(payload);
         finish_tcp(&mut p, 20).unwrap();
         p
+    }
+
+    /// A UDP datagram (IPv4 or IPv6) with valid checksums, as a host's
+    /// kernel would send it.
+    fn udp(v6: bool, id: u16, sport: u16, payload: &[u8]) -> Vec<u8> {
+        let ip_len = if v6 { 40 } else { 20 };
+        let mut p = vec![0u8; ip_len + 8 + payload.len()];
+        let udp_len = 8 + payload.len();
+        if v6 {
+            p[0] = 0x60;
+            p[4..6].copy_from_slice(&(udp_len as u16).to_be_bytes());
+            p[6] = PROTO_UDP;
+            p[7] = 64;
+            p[8..24].copy_from_slice(&[0x20, 1, 0xd, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+            p[24..40].copy_from_slice(&[0x20, 1, 0xd, 0xb8, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+        } else {
+            p[0] = 0x45;
+            let total = p.len() as u16;
+            p[2..4].copy_from_slice(&total.to_be_bytes());
+            p[4..6].copy_from_slice(&id.to_be_bytes());
+            p[6] = 0x40; // DF
+            p[8] = 64;
+            p[9] = PROTO_UDP;
+            p[12..16].copy_from_slice(&[10, 1, 0, 2]);
+            p[16..20].copy_from_slice(&[10, 2, 0, 2]);
+            let c = checksum(&p[..20]);
+            p[10..12].copy_from_slice(&c.to_be_bytes());
+        }
+        p[ip_len..ip_len + 2].copy_from_slice(&sport.to_be_bytes());
+        p[ip_len + 2..ip_len + 4].copy_from_slice(&5201u16.to_be_bytes());
+        p[ip_len + 4..ip_len + 6].copy_from_slice(&(udp_len as u16).to_be_bytes());
+        p[ip_len + 8..].copy_from_slice(payload);
+        let pseudo = pseudo_sum(&p, PROTO_UDP, udp_len).unwrap();
+        let c = match !fold(add(pseudo, &p[ip_len..])) {
+            0 => 0xffff,
+            c => c,
+        };
+        p[ip_len + 6..ip_len + 8].copy_from_slice(&c.to_be_bytes());
+        p
+    }
+
+    #[test]
+    fn udp_datagrams_of_one_flow_become_one_gso_packet_and_segment_back() {
+        for v6 in [false, true] {
+            let ip_len = if v6 { 40 } else { 20 };
+            let sent = [
+                udp(v6, 7, 40000, &[1u8; 1000]),
+                udp(v6, 8, 40000, &[2u8; 1000]),
+                udp(v6, 9, 40000, &[3u8; 1000]),
+                udp(v6, 10, 40000, &[4u8; 500]),
+            ];
+            let mut c = Coalescer::new();
+            for d in &sent {
+                assert_eq!(c.push(d), Push::Merged, "v6 {v6}");
+            }
+            // Nothing follows a shorter datagram.
+            assert_eq!(c.push(&udp(v6, 11, 40000, &[5u8; 1000])), Push::Flush);
+            let out = c.flush().unwrap().to_vec();
+            let hdr = VnetHdr::parse(&out).unwrap();
+            assert_eq!(hdr.gso_type, GSO_UDP_L4);
+            assert_eq!(hdr.flags, F_NEEDS_CSUM);
+            assert_eq!(usize::from(hdr.gso_size), 1000);
+            assert_eq!(usize::from(hdr.hdr_len), ip_len + 8);
+            assert_eq!((usize::from(hdr.csum_start), hdr.csum_offset), (ip_len, 6));
+            let p = &out[VNET_HDR_LEN..];
+            assert_eq!(p.len(), ip_len + 8 + 3500);
+            let udp_len = u16::from_be_bytes([p[ip_len + 4], p[ip_len + 5]]);
+            assert_eq!(usize::from(udp_len), 8 + 3500);
+            // What the kernel does with it gives back exactly what was sent.
+            let mut again = p.to_vec();
+            let mut scratch = vec![0u8; 2000];
+            let mut segs = Vec::new();
+            let n = segment(&hdr, &mut again, &mut scratch, |s| segs.push(s.to_vec())).unwrap();
+            assert_eq!(n, 4);
+            assert_eq!(segs, sent, "v6 {v6}");
+        }
+    }
+
+    #[test]
+    fn udp_of_other_flows_sizes_or_protocols_is_not_merged() {
+        let mut c = Coalescer::new();
+        assert_eq!(c.push(&udp(false, 1, 40000, &[1u8; 1000])), Push::Merged);
+        assert_eq!(
+            c.push(&udp(false, 2, 40001, &[1u8; 1000])),
+            Push::Flush,
+            "another port"
+        );
+        assert_eq!(
+            c.push(&udp(false, 2, 40000, &[1u8; 1001])),
+            Push::Flush,
+            "longer"
+        );
+        assert_eq!(
+            c.push(&udp(true, 2, 40000, &[1u8; 1000])),
+            Push::Flush,
+            "IPv6"
+        );
+        assert_eq!(c.push(&tcp4(1, 0x10, &[1u8; 1000])), Push::Flush, "TCP");
+        let mut fragment = udp(false, 2, 40000, &[1u8; 1000]);
+        fragment[6] |= 0x20; // more fragments
+        assert_eq!(c.push(&fragment), Push::Alone, "a fragment");
+        let mut icmp = udp(false, 2, 40000, &[1u8; 1000]);
+        icmp[9] = 1;
+        assert_eq!(c.push(&icmp), Push::Alone, "ICMP");
+        assert_eq!(
+            c.push(&udp(false, 2, 40000, &[1u8; 1000])[..500]),
+            Push::Alone,
+            "cut short"
+        );
+        // A run of one goes out as it came.
+        let one = c.flush().unwrap();
+        assert_eq!(VnetHdr::parse(one).unwrap().gso_type, GSO_NONE);
+        assert_eq!(
+            &one[VNET_HDR_LEN..],
+            &udp(false, 1, 40000, &[1u8; 1000])[..]
+        );
+        // Switched off, UDP is left alone.
+        let mut tcp_only = Coalescer::tcp_only();
+        assert_eq!(
+            tcp_only.push(&udp(false, 1, 40000, &[1u8; 1000])),
+            Push::Alone
+        );
+    }
+
+    #[test]
+    fn a_bad_udp_gso_packet_is_an_error_not_a_panic() {
+        let hdr = VnetHdr {
+            flags: F_NEEDS_CSUM,
+            gso_type: GSO_UDP_L4,
+            gso_size: 1000,
+            csum_start: 20,
+            csum_offset: 6,
+            ..VnetHdr::default()
+        };
+        let mut scratch = vec![0u8; 2000];
+        let mut tcp = tcp4(1, 0x10, &[0u8; 3000]);
+        assert_eq!(
+            segment(&hdr, &mut tcp, &mut scratch, |_| {}),
+            Err(OffloadError::Unsupported)
+        );
+        let mut short = udp(false, 1, 1, &[0u8; 3000]);
+        for cut in [0, 1, 10, 20, 27] {
+            let r = segment(&hdr, &mut short[..cut].to_vec(), &mut scratch, |_| {});
+            assert!(r.is_err(), "{cut} bytes: {r:?}");
+        }
+        let zero = VnetHdr { gso_size: 0, ..hdr };
+        assert_eq!(
+            segment(&zero, &mut short, &mut scratch, |_| {}),
+            Err(OffloadError::Malformed)
+        );
+        let mut small = vec![0u8; 100];
+        assert_eq!(
+            segment(&hdr, &mut short, &mut small, |_| {}),
+            Err(OffloadError::TooLarge)
+        );
     }
 
     fn valid(p: &[u8]) -> bool {
