@@ -1,6 +1,6 @@
 //! The datapath benchmark's lab (`bench/datapath.rs`): one topology, five
-//! ways to carry the LANs across it, and the measurements (iperf3, ping,
-//! the machine's CPU time).
+//! ways to carry the LANs across it, and the measurements (iperf3 for TCP,
+//! `udp-load` for UDP, ping, the machine's CPU time).
 //!
 //! ```text
 //!  [host-a] eth0 ---- lan0 [gw-a] eth0 -------- eth0 [gw-b] lan0 ---- eth0 [host-b]
@@ -35,12 +35,7 @@ pub const SETUP: Duration = Duration::from_secs(20);
 pub const IKE_PROPOSALS: &str = "aes256gcm16-prfsha256-x25519";
 /// wireguard-go's UDP port on both gateways.
 pub const WG_PORT: u16 = 51820;
-/// The UDP runs' socket buffers (`iperf3 -w`; the kernel doubles it, up to
-/// `net.core.rmem_max`, 4 MiB here). With the default 208 KiB the receiving
-/// iperf3 loses packets whenever it is descheduled for a moment on this
-/// small machine, whatever the path: the figure would measure the host.
-pub const UDP_SOCKET_BUFFER: &str = "2M";
-/// iperf3's port on host B.
+/// iperf3's (and udp-load's) port on host B.
 const IPERF_PORT: &str = "5201";
 
 /// One site of the lab.
@@ -233,24 +228,6 @@ impl BenchLab {
     /// Joins the LANs with `path` and waits until host A pings host B.
     /// `vpngw` is the daemon's binary (for [`Datapath::Vpngw`]).
     pub fn setup(&mut self, path: Datapath, vpngw: &Path) {
-        if std::env::var("VPNGW_BENCH_GRO_FWD").is_ok() {
-            for (ns, ifs) in [
-                (&self.gw_a, ["lan0", "eth0"]),
-                (&self.gw_b, ["eth0", "lan0"]),
-            ] {
-                for i in ifs {
-                    let out = ns.run(
-                        "ethtool",
-                        &["-K", i, "gro", "on", "rx-udp-gro-forwarding", "on"],
-                    );
-                    assert!(
-                        out.status.success(),
-                        "ethtool: {}",
-                        String::from_utf8_lossy(&out.stderr)
-                    );
-                }
-            }
-        }
         match path {
             Datapath::Underlay => {
                 self.gw_a
@@ -504,34 +481,6 @@ static_routes = ["{peer_lan}"]
         TcpRun {
             bits_per_second: sum["bits_per_second"].as_f64().unwrap_or(0.0),
             bytes: sum["bytes"].as_f64().unwrap_or(0.0),
-        }
-    }
-
-    /// UDP from host A to host B for `seconds`: datagrams of `payload`
-    /// bytes offered at `rate` bit/s (`None`: as fast as iperf3 can), with
-    /// [`UDP_SOCKET_BUFFER`] socket buffers.
-    pub fn udp(&self, seconds: u32, payload: u32, rate: Option<f64>) -> UdpRun {
-        let len = payload.to_string();
-        let rate_arg = rate.map_or("0".to_string(), |r| format!("{}", r.round() as u64));
-        let json = self.iperf(
-            seconds,
-            &["-u", "-l", &len, "-b", &rate_arg, "-w", UDP_SOCKET_BUFFER],
-        );
-        let sum = &json["end"]["sum_received"];
-        let num = |key: &str| sum[key].as_f64().unwrap_or(0.0);
-        let sent = num("packets");
-        let lost = num("lost_packets").clamp(0.0, sent);
-        UdpRun {
-            offered: rate,
-            goodput: num("bits_per_second"),
-            sent,
-            received: sent - lost,
-            loss_percent: if sent > 0.0 {
-                100.0 * lost / sent
-            } else {
-                100.0
-            },
-            seconds: num("seconds"),
         }
     }
 

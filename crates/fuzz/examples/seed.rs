@@ -9,6 +9,8 @@
 //!   project's `IkeSa` (`vpngw_fuzz::ResponderFixture`/`InitiatorFixture`),
 //!   and the inner payloads of IKE_AUTH, CREATE_CHILD_SA and INFORMATIONAL;
 //! - ESP packets sealed with the `esp_open` keys;
+//! - runs of UDP datagrams and TCP segments of one flow for `offload`, and
+//!   super-packets as a TUN device with offloads hands them over;
 //! - `deploy/examples/*.toml`, as they are and with `psk_env` instead of
 //!   `psk_file` (so that parsing goes past the key).
 //!
@@ -510,6 +512,78 @@ fn ike(c: &mut Corpus, root: &Path) {
     c.add("ike_endpoint", "peer-b-answers", with(&[0], &b));
 }
 
+/// An IPv4 packet of `proto` from 10.1.0.2 to 10.2.0.2 with `l4` (the
+/// transport header and payload) and a valid header checksum.
+fn ipv4(proto: u8, id: u16, l4: &[u8]) -> Vec<u8> {
+    let mut p = vec![0u8; 20];
+    p[0] = 0x45;
+    p[2..4].copy_from_slice(&((20 + l4.len()) as u16).to_be_bytes());
+    p[4..6].copy_from_slice(&id.to_be_bytes());
+    p[6] = 0x40;
+    p[8] = 64;
+    p[9] = proto;
+    p[12..16].copy_from_slice(&[10, 1, 0, 2]);
+    p[16..20].copy_from_slice(&[10, 2, 0, 2]);
+    let sum: u32 = p.chunks(2).map(|w| u32::from(u16::from_be_bytes([w[0], w[1]]))).sum();
+    let c = !(((sum & 0xffff) + (sum >> 16)) as u16);
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    p.extend_from_slice(l4);
+    p
+}
+
+fn offload(c: &mut Corpus) {
+    let record = |d: &[u8]| {
+        let mut v = (d.len() as u16).to_be_bytes().to_vec();
+        v.extend_from_slice(d);
+        v
+    };
+    let udp = |id: u16, sport: u16, len: usize| {
+        let mut l4 = vec![0u8; 8 + len];
+        l4[0..2].copy_from_slice(&sport.to_be_bytes());
+        l4[2..4].copy_from_slice(&5201u16.to_be_bytes());
+        l4[4..6].copy_from_slice(&((8 + len) as u16).to_be_bytes());
+        for (i, b) in l4[8..].iter_mut().enumerate() {
+            *b = i as u8;
+        }
+        ipv4(17, id, &l4)
+    };
+    let tcp = |seq: u32, flags: u8, len: usize| {
+        let mut l4 = vec![0u8; 20 + len];
+        l4[0..2].copy_from_slice(&40000u16.to_be_bytes());
+        l4[2..4].copy_from_slice(&5201u16.to_be_bytes());
+        l4[4..8].copy_from_slice(&seq.to_be_bytes());
+        l4[12] = 5 << 4;
+        l4[13] = flags;
+        ipv4(6, 1, &l4)
+    };
+    // Mode 0: a UDP run ending short, another flow, a longer datagram.
+    let mut m = vec![0u8];
+    for d in [udp(1, 40000, 200), udp(2, 40000, 200), udp(3, 40000, 90), udp(4, 40001, 200)] {
+        m.extend(record(&d));
+    }
+    m.extend(record(&udp(5, 40001, 300)));
+    c.add("offload", "udp-runs", m.clone());
+    m[0] = 2;
+    c.add("offload", "udp-runs-tcp-only", m);
+    // Mode 0: TCP segments in order, a gap, a PSH.
+    let mut m = vec![0u8];
+    for (seq, flags, len) in [(100, 0x10, 300), (400, 0x10, 300), (700, 0x18, 100), (2000, 0x10, 300)] {
+        m.extend(record(&tcp(seq, flags, len)));
+    }
+    c.add("offload", "tcp-segments", m);
+    // Mode 1: a UDP GSO super-packet and a TCP TSO one, as TUN reads.
+    let mut m = vec![1u8];
+    let mut gso_udp = vec![1u8, 5, 28, 0, 200, 0, 20, 0, 6, 0];
+    let mut big = udp(1, 40000, 700);
+    big[24..26].copy_from_slice(&708u16.to_be_bytes());
+    gso_udp.extend(big);
+    m.extend(record(&gso_udp));
+    let mut tso = vec![1u8, 1, 40, 0, 200, 0, 20, 0, 16, 0];
+    tso.extend(tcp(100, 0x18, 700));
+    m.extend(record(&tso));
+    c.add("offload", "tun-reads", m);
+}
+
 fn esp(c: &mut Corpus) {
     let ipv4 = hex_literal("4500001c000100004001f7c9c0000201c6336401 0800f7ff00000000").unwrap();
     let ipv6 = hex_literal("6000000000083a40 20010db8000000000000000000000001 20010db8000000000000000000000002 8000 7fff 0000 0000").unwrap();
@@ -597,6 +671,7 @@ fn main() {
     bgp(&mut c, &root);
     ike(&mut c, &root);
     esp(&mut c);
+    offload(&mut c);
     config(&mut c, &root);
     c.write(&out);
 }

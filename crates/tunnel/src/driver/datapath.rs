@@ -1228,7 +1228,7 @@ impl Gro {
 }
 
 /// Whether `feature` is listed in `VPNGW_DATAPATH_DISABLE` (comma-separated:
-/// `tun-offload`, `tun-uso`, `udp-gso`, `udp-gro`, `socket-buffers`): for measuring
+/// `tun-offload`, `tun-uso`, `tx-queue`, `udp-gso`, `udp-gro`, `socket-buffers`): for measuring
 /// what each optimisation gives (`docs/bench.md`), never needed otherwise.
 pub fn disabled(feature: &str) -> bool {
     std::env::var("VPNGW_DATAPATH_DISABLE").is_ok_and(|v| v.split(',').any(|f| f.trim() == feature))

@@ -149,9 +149,11 @@ impl Tun {
             name: name.to_string(),
             offload,
         };
-        let mut req = IfReq::new(name)?;
-        req.data.qlen = TX_QUEUE_LEN;
-        ctl(libc::SIOCSIFTXQLEN, &mut req)?;
+        if !super::datapath::disabled("tx-queue") {
+            let mut req = IfReq::new(name)?;
+            req.data.qlen = TX_QUEUE_LEN;
+            ctl(libc::SIOCSIFTXQLEN, &mut req)?;
+        }
         Ok(tun)
     }
 
