@@ -99,6 +99,7 @@ struct RawGateway {
     per_route_notifications: Option<bool>,
     control_socket: Option<PathBuf>,
     metrics_listen: Option<std::net::SocketAddr>,
+    tx_queues: Option<u16>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -249,6 +250,11 @@ pub struct Gateway {
     pub control_socket: PathBuf,
     /// Where the Prometheus metrics endpoint listens (off by default).
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Queues of each TUN device, each read, encrypted and sent by its own
+    /// thread (multi-queue TUN; the kernel keeps each flow on one queue).
+    /// Default 1: one thread per tunnel. More only helps traffic of
+    /// several flows on a machine with cores to spare (`docs/bench.md`).
+    pub tx_queues: usize,
 }
 
 /// Where the pre-shared key comes from.
@@ -545,6 +551,13 @@ fn gateway(cx: &Ctx<'_>, g: RawGateway, conns: &[Connection]) -> Result<Gateway,
             }
         }
     }
+    let tx_queues = g.tx_queues.unwrap_or(1);
+    if !(1..=MAX_TX_QUEUES).contains(&tx_queues) {
+        return Err(cx.invalid(
+            "gateway.tx_queues",
+            format!("expected 1 to {MAX_TX_QUEUES} queues per TUN device"),
+        ));
+    }
     let kernel_table = g.kernel_table.unwrap_or(254);
     if kernel_table == 0 || kernel_table == 255 {
         return Err(cx.invalid(
@@ -564,8 +577,12 @@ fn gateway(cx: &Ctx<'_>, g: RawGateway, conns: &[Connection]) -> Result<Gateway,
             .control_socket
             .unwrap_or_else(|| PathBuf::from(DEFAULT_CONTROL_SOCKET)),
         metrics_listen: g.metrics_listen,
+        tx_queues: usize::from(tx_queues),
     })
 }
+
+/// The most TUN queues (threads) per tunnel `gateway.tx_queues` allows.
+const MAX_TX_QUEUES: u16 = 16;
 
 fn valid_ifname(name: &str) -> bool {
     !name.is_empty()
@@ -1098,6 +1115,7 @@ static_routes = ["10.9.0.0/16"]
         assert_eq!(c.gateway.asn, 65515);
         assert_eq!(c.gateway.router_id, Ipv4Addr::new(192, 0, 2, 1));
         assert_eq!(c.gateway.kernel_table, 254);
+        assert_eq!(c.gateway.tx_queues, 1);
         let a = &c.connections[0];
         assert_eq!(a.tun_name, "vti-onprem-1");
         assert_eq!(a.mtu, 1400);
@@ -1136,6 +1154,12 @@ static_routes = ["10.9.0.0/16"]
         let e = err(&GOOD.replace("asn = 65515", "asn = 65515\ncolour = 3"));
         assert!(
             e.starts_with("/etc/vpngw/vpngw.toml:4:1: `colour`: unknown field `colour`"),
+            "{e}"
+        );
+
+        let e = err(&GOOD.replace("asn = 65515", "asn = 65515\ntx_queues = 0"));
+        assert!(
+            e.contains("gateway.tx_queues: expected 1 to 16 queues per TUN device"),
             "{e}"
         );
 

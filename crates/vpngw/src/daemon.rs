@@ -403,7 +403,7 @@ fn spawn_speaker(
 
 /// The TUN device of a connection: MTU, point-to-point addresses, link
 /// down until a child SA is installed.
-fn create_tun(c: &Connection) -> std::io::Result<Tun> {
+fn create_tun(c: &Connection, queues: usize) -> std::io::Result<Tun> {
     let err = |what: &str, e: std::io::Error| {
         std::io::Error::new(
             e.kind(),
@@ -415,7 +415,7 @@ fn create_tun(c: &Connection) -> std::io::Result<Tun> {
     let offload = if vpngw_tunnel::driver::datapath::disabled("tun-offload") {
         Err(std::io::Error::other("disabled by VPNGW_DATAPATH_DISABLE"))
     } else {
-        Tun::create_offload(&c.tun_name)
+        Tun::create_offload_queues(&c.tun_name, queues)
     };
     let tun = match offload {
         Ok(tun) => tun,
@@ -539,7 +539,7 @@ impl Daemon {
     /// its BGP peer (`peer` if the speaker already has it).
     async fn add_connection(&mut self, c: Connection, peer: Option<PeerId>) -> std::io::Result<()> {
         let group = self.group(c.local_address).await?;
-        let tun = create_tun(&c)?;
+        let tun = create_tun(&c, self.gateway.tx_queues)?;
         let index = ifindex(&c.tun_name)?;
         let (reply, ike) = oneshot::channel();
         let g = self
@@ -1293,6 +1293,9 @@ impl Daemon {
         }
         if new.gateway.kernel_table != old.kernel_table {
             restart_only.push("gateway.kernel_table");
+        }
+        if new.gateway.tx_queues != old.tx_queues {
+            restart_only.push("gateway.tx_queues");
         }
         if new.gateway.ecmp != old.ecmp {
             restart_only.push("gateway.ecmp");

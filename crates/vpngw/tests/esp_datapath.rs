@@ -398,3 +398,79 @@ fn udp_runs_cross_the_tunnel_as_the_datagrams_sent() {
         "runs were written one datagram at a time: {written_b} writes for {datagrams} datagrams"
     );
 }
+
+/// `gateway.tx_queues = 2`: each TUN device has two queues, each read by a
+/// thread of its own, and the kernel spreads the flows over them. Eight UDP
+/// flows and four TCP streams cross without losing a datagram.
+#[test]
+fn two_tx_queues_per_tunnel_carry_every_flow() {
+    use vpngw_netns_tests::traffic::UdpFlows;
+
+    let mut lab = Lab::new();
+    lab.vpngw_config(&B, &A, false, "tx_queues = 2", "");
+    lab.vpngw_config(&A, &B, true, "tx_queues = 2", "");
+    lab.wait_route_a();
+    lab.ping();
+    let queues = lab.gw_a.run("ls", &["/sys/class/net/vti-site-b/queues"]);
+    let queues = String::from_utf8_lossy(&queues.stdout).into_owned();
+    println!(
+        "gw-a's TUN queues: {}",
+        queues.split_whitespace().collect::<Vec<_>>().join(" ")
+    );
+    assert!(queues.contains("tx-1"), "one queue only: {queues}");
+    let pid = lab.daemons[1].pid();
+    // gw-a's transmit threads: (name, CPU ticks so far).
+    let threads = || -> Vec<(String, u64)> {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .filter_map(|t| {
+                let path = t.ok()?.path();
+                let name = std::fs::read_to_string(path.join("comm")).ok()?;
+                let stat = std::fs::read_to_string(path.join("stat")).ok()?;
+                // After the ")" closing the name: state is field 3, utime
+                // and stime fields 14 and 15.
+                let rest: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+                let ticks =
+                    rest.get(11)?.parse::<u64>().ok()? + rest.get(12)?.parse::<u64>().ok()?;
+                Some((name.trim().to_string(), ticks))
+            })
+            .filter(|(name, _)| name.starts_with("vpngw-tx"))
+            .collect()
+    };
+    let before = threads();
+    println!("gw-a's transmit threads: {before:?}");
+    assert_eq!(before.len(), 2, "{before:?}");
+
+    let flows = UdpFlows::start(
+        &lab.host_a,
+        A.host.parse().unwrap(),
+        &lab.host_b,
+        B.host.parse().unwrap(),
+        8,
+        500,
+    );
+    let tcp = lab.iperf_streams(4);
+    let report = flows.stop();
+    println!("iperf3 TCP, 4 streams: {tcp}");
+    assert!(mbits(&tcp) > 1.0, "{tcp}");
+    for flow in &report {
+        println!(
+            "flow {}: {} sent, {} lost",
+            flow.port,
+            flow.sent,
+            flow.lost()
+        );
+        assert!(flow.sent > 500, "{flow:?}");
+        assert_eq!(flow.lost(), 0, "{flow:?}");
+    }
+    // The kernel spread the flows: both threads encrypted some.
+    let after = threads();
+    println!("after the traffic: {after:?}");
+    for (name, ticks) in &after {
+        let was = before
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or(0, |(_, t)| *t);
+        assert!(*ticks > was, "{name} did nothing: {before:?} -> {after:?}");
+    }
+}

@@ -28,7 +28,7 @@ use std::collections::HashMap;
 use std::io;
 use std::mem::MaybeUninit;
 use std::net::{SocketAddr, UdpSocket};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::sync::Arc;
@@ -216,8 +216,9 @@ struct RxTunnel {
     tun: Arc<Tun>,
     clamp: u16,
     counters: Arc<Counters>,
-    /// The tunnel's transmit thread, to activate staged SAs (once per rekey).
-    tx: Sender<TxCommand>,
+    /// The tunnel's transmit threads, to activate staged SAs (once per
+    /// rekey).
+    tx: TxSenders,
 }
 
 enum RxCommand {
@@ -249,16 +250,17 @@ enum RxCommand {
     },
 }
 
+#[derive(Clone)]
 enum TxCommand {
     Set {
-        sa: Box<OutboundSa>,
+        sa: Arc<OutboundSa>,
         peer: SocketAddr,
         counters: Arc<SaCounters>,
     },
     /// Keep this SA ready; switch to it at `Activate` (make-before-break
     /// when we answered a rekey), or when the SA in use is cleared.
     Stage {
-        sa: Box<OutboundSa>,
+        sa: Arc<OutboundSa>,
         peer: SocketAddr,
         counters: Arc<SaCounters>,
     },
@@ -270,15 +272,28 @@ enum TxCommand {
     },
 }
 
+/// The command channels of one tunnel's transmit threads (one per queue
+/// of its TUN device): every command goes to each.
+#[derive(Debug, Clone)]
+struct TxSenders(Vec<Sender<TxCommand>>);
+
+impl TxSenders {
+    fn send(&self, command: &TxCommand) {
+        for s in &self.0 {
+            let _ = s.send(command.clone());
+        }
+    }
+}
+
 /// The control plane's handle on one tunnel.
 #[derive(Debug)]
 struct Tunnel {
-    tx: Sender<TxCommand>,
+    tx: TxSenders,
     tun: Arc<Tun>,
     counters: Arc<Counters>,
-    /// Tells this tunnel's transmit thread alone to stop.
+    /// Tells this tunnel's transmit threads alone to stop.
     quit: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    threads: Vec<JoinHandle<()>>,
 }
 
 /// The running datapath: the control plane's handle on it.
@@ -391,12 +406,14 @@ impl Datapath {
         let tun = Arc::new(spec.tun);
         let counters = Arc::new(Counters::default());
         let quit = Arc::new(AtomicBool::new(false));
-        let (cmd_tx, cmd_rx) = mpsc::channel();
+        let fds = tun.queue_fds();
+        let (senders, receivers): (Vec<_>, Vec<_>) = fds.iter().map(|_| mpsc::channel()).unzip();
+        let senders = TxSenders(senders);
         let rx_tunnel = Arc::new(RxTunnel {
             tun: Arc::clone(&tun),
             clamp: spec.mss_clamp,
             counters: Arc::clone(&counters),
-            tx: cmd_tx.clone(),
+            tx: senders.clone(),
         });
         if self
             .rx
@@ -411,35 +428,48 @@ impl Datapath {
                 "the datapath's receive thread is gone",
             ));
         }
-        let worker = TxWorker {
-            tun: Arc::clone(&tun),
-            socket: Arc::clone(&self.socket),
-            commands: cmd_rx,
-            counters: Arc::clone(&counters),
-            stop: Arc::clone(&self.stop),
-            quit: Arc::clone(&quit),
-            mss_clamp: spec.mss_clamp,
-            gso: self.gso,
-        };
-        let thread = match std::thread::Builder::new()
-            .name(format!("vpngw-tx-{conn}"))
-            .spawn(move || worker.run())
-        {
-            Ok(t) => t,
-            Err(e) => {
-                let (done, _) = mpsc::channel();
-                let _ = self.rx.send(RxCommand::RemoveTunnel { conn, done });
-                return Err(e);
+        let mut threads = Vec::with_capacity(fds.len());
+        for (queue, (fd, commands)) in fds.into_iter().zip(receivers).enumerate() {
+            let worker = TxWorker {
+                tun: Arc::clone(&tun),
+                fd,
+                socket: Arc::clone(&self.socket),
+                commands,
+                counters: Arc::clone(&counters),
+                stop: Arc::clone(&self.stop),
+                quit: Arc::clone(&quit),
+                mss_clamp: spec.mss_clamp,
+                gso: self.gso,
+            };
+            let name = if queue == 0 {
+                format!("vpngw-tx-{conn}")
+            } else {
+                format!("vpngw-tx-{conn}.{queue}")
+            };
+            match std::thread::Builder::new()
+                .name(name)
+                .spawn(move || worker.run())
+            {
+                Ok(t) => threads.push(t),
+                Err(e) => {
+                    quit.store(true, Ordering::Relaxed);
+                    for t in threads {
+                        let _ = t.join();
+                    }
+                    let (done, _) = mpsc::channel();
+                    let _ = self.rx.send(RxCommand::RemoveTunnel { conn, done });
+                    return Err(e);
+                }
             }
-        };
+        }
         self.tunnels.insert(
             conn,
             Tunnel {
-                tx: cmd_tx,
+                tx: senders,
                 tun,
                 counters,
                 quit,
-                thread: Some(thread),
+                threads,
             },
         );
         Ok(())
@@ -468,7 +498,7 @@ impl Datapath {
             })
             .is_ok();
         tunnel.quit.store(true, Ordering::Relaxed);
-        if let Some(thread) = tunnel.thread.take() {
+        for thread in tunnel.threads.drain(..) {
             let _ = thread.join();
         }
         if asked {
@@ -500,8 +530,8 @@ impl Datapath {
             counters: Arc::clone(counters),
         });
         if let Some(t) = self.tunnels.get(&conn) {
-            let _ = t.tx.send(TxCommand::Set {
-                sa: Box::new(outbound),
+            t.tx.send(&TxCommand::Set {
+                sa: Arc::new(outbound),
                 peer,
                 counters: Arc::clone(counters),
             });
@@ -523,8 +553,8 @@ impl Datapath {
         let spi = inbound.spi();
         let out_spi = outbound.spi();
         if let Some(t) = self.tunnels.get(&conn) {
-            let _ = t.tx.send(TxCommand::Stage {
-                sa: Box::new(outbound),
+            t.tx.send(&TxCommand::Stage {
+                sa: Arc::new(outbound),
                 peer,
                 counters: Arc::clone(counters),
             });
@@ -543,7 +573,7 @@ impl Datapath {
     /// Switches connection `conn` to its staged outbound SA `spi_out`.
     pub fn activate(&self, conn: usize, spi_out: u32) {
         if let Some(t) = self.tunnels.get(&conn) {
-            let _ = t.tx.send(TxCommand::Activate { spi: spi_out });
+            t.tx.send(&TxCommand::Activate { spi: spi_out });
         }
     }
 
@@ -552,7 +582,7 @@ impl Datapath {
     pub fn remove(&self, conn: usize, spi_in: u32, spi_out: u32) {
         let _ = self.rx.send(RxCommand::Remove { spi: spi_in });
         if let Some(t) = self.tunnels.get(&conn) {
-            let _ = t.tx.send(TxCommand::Clear { spi: spi_out });
+            t.tx.send(&TxCommand::Clear { spi: spi_out });
         }
     }
 
@@ -560,7 +590,7 @@ impl Datapath {
     /// is still the one in use; a staged successor takes over).
     pub fn clear_outbound(&self, conn: usize, spi_out: u32) {
         if let Some(t) = self.tunnels.get(&conn) {
-            let _ = t.tx.send(TxCommand::Clear { spi: spi_out });
+            t.tx.send(&TxCommand::Clear { spi: spi_out });
         }
     }
 
@@ -606,7 +636,7 @@ impl Datapath {
     pub fn stop(mut self) {
         self.stop.store(true, Ordering::Relaxed);
         for t in self.tunnels.values_mut() {
-            if let Some(thread) = t.thread.take() {
+            for thread in t.threads.drain(..) {
                 let _ = thread.join();
             }
         }
@@ -681,7 +711,10 @@ fn sockaddr_of(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
 }
 
 struct TxWorker {
+    /// The device (kept open while this thread runs).
     tun: Arc<Tun>,
+    /// The queue this thread reads.
+    fd: RawFd,
     socket: Arc<UdpSocket>,
     commands: Receiver<TxCommand>,
     counters: Arc<Counters>,
@@ -701,7 +734,7 @@ impl TxWorker {
     }
 
     fn run(self) {
-        let mut sa: Option<Box<OutboundSa>> = None;
+        let mut sa: Option<Arc<OutboundSa>> = None;
         let mut peer = (
             // SAFETY: all-zero is a valid sockaddr_storage.
             unsafe { MaybeUninit::<libc::sockaddr_storage>::zeroed().assume_init() },
@@ -714,9 +747,9 @@ impl TxWorker {
         let mut batch = TxBatch::new(self.gso);
         let offload = self.tun.offload();
         // The SA in use, and one staged to take over (make before break).
-        let mut staged: Option<(Box<OutboundSa>, SocketAddr, Arc<SaCounters>)> = None;
+        let mut staged: Option<(Arc<OutboundSa>, SocketAddr, Arc<SaCounters>)> = None;
         let mut sa_counters: Option<Arc<SaCounters>> = None;
-        let fd = self.tun.fd();
+        let fd = self.fd;
         while !self.stopping() {
             wait_readable(fd);
             loop {
@@ -1037,7 +1070,7 @@ impl RxWorker {
         match entry.sa.open(packet) {
             Ok(opened) => {
                 if let Some(spi) = entry.activate.take() {
-                    let _ = tunnel.tx.send(TxCommand::Activate { spi });
+                    tunnel.tx.send(&TxCommand::Activate { spi });
                 }
                 let Some(inner) = packet.get_mut(opened.inner) else {
                     return true;

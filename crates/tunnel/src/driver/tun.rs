@@ -22,6 +22,7 @@ const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
 const IFF_TUN: libc::c_short = 0x0001;
 const IFF_NO_PI: libc::c_short = 0x1000;
 const IFF_VNET_HDR: libc::c_short = 0x4000;
+const IFF_MULTI_QUEUE: libc::c_short = 0x0100;
 /// `_IOW('T', 208, unsigned int)`.
 const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
 /// `_IOW('T', 216, int)`.
@@ -90,6 +91,9 @@ fn sockaddr(addr: Ipv4Addr) -> libc::sockaddr_in {
 #[derive(Debug)]
 pub struct Tun {
     file: File,
+    /// More queues of a multi-queue device (each its own descriptor; the
+    /// kernel spreads flows over them).
+    queues: Vec<File>,
     name: String,
     offload: bool,
 }
@@ -98,7 +102,7 @@ impl Tun {
     /// Creates (or attaches to) TUN device `name`, non-blocking: one plain
     /// IP packet per read and write.
     pub fn create(name: &str) -> io::Result<Tun> {
-        Tun::open(name, false)
+        Tun::open(name, false, 1)
     }
 
     /// Creates TUN device `name` with offloads: every packet read or
@@ -108,22 +112,43 @@ impl Tun {
     /// checksums, and take them (GRO): far fewer reads and writes per
     /// byte.
     pub fn create_offload(name: &str) -> io::Result<Tun> {
-        Tun::open(name, true)
+        Tun::open(name, true, 1)
     }
 
-    fn open(name: &str, offload: bool) -> io::Result<Tun> {
+    /// [`Tun::create_offload`] with `queues` queues (`IFF_MULTI_QUEUE`;
+    /// one is an ordinary device): each has its own descriptor
+    /// ([`Tun::queue_fds`]), and the kernel hands each flow's packets to
+    /// one of them, so that several threads can read the device.
+    pub fn create_offload_queues(name: &str, queues: usize) -> io::Result<Tun> {
+        Tun::open(name, true, queues.max(1))
+    }
+
+    /// Opens `/dev/net/tun` and attaches it to `name` (creating it).
+    fn attach(name: &str, flags: libc::c_short) -> io::Result<File> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
             .open("/dev/net/tun")?;
         let mut req = IfReq::new(name)?;
-        req.data.flags = IFF_TUN | IFF_NO_PI | if offload { IFF_VNET_HDR } else { 0 };
+        req.data.flags = flags;
         // SAFETY: TUNSETIFF reads and writes an ifreq, which `req` is.
         let rc = unsafe { libc::ioctl(file.as_raw_fd(), TUNSETIFF, &mut req) };
         if rc < 0 {
             return Err(io::Error::last_os_error());
         }
+        Ok(file)
+    }
+
+    fn open(name: &str, offload: bool, queues: usize) -> io::Result<Tun> {
+        let flags = IFF_TUN
+            | IFF_NO_PI
+            | if offload { IFF_VNET_HDR } else { 0 }
+            | if queues > 1 { IFF_MULTI_QUEUE } else { 0 };
+        let file = Tun::attach(name, flags)?;
+        let queues = (1..queues)
+            .map(|_| Tun::attach(name, flags))
+            .collect::<io::Result<Vec<File>>>()?;
         if offload {
             let size = super::offload::VNET_HDR_LEN as libc::c_int;
             // SAFETY: TUNSETVNETHDRSZ reads an int.
@@ -146,6 +171,7 @@ impl Tun {
         }
         let tun = Tun {
             file,
+            queues,
             name: name.to_string(),
             offload,
         };
@@ -170,6 +196,14 @@ impl Tun {
     /// The non-blocking file descriptor packets are read from and written to.
     pub fn fd(&self) -> RawFd {
         self.file.as_raw_fd()
+    }
+
+    /// Every queue's descriptor, [`Tun::fd`] first.
+    pub fn queue_fds(&self) -> Vec<RawFd> {
+        std::iter::once(&self.file)
+            .chain(&self.queues)
+            .map(AsRawFd::as_raw_fd)
+            .collect()
     }
 
     /// Sets the MTU.

@@ -91,6 +91,19 @@ impl Lab {
 
     /// Like [`vpngw`](Self::vpngw) with extra keys in the connection.
     pub fn vpngw_with(&mut self, me: &Side, peer: &Side, initiate: bool, extra: &str) {
+        self.vpngw_config(me, peer, initiate, "", extra);
+    }
+
+    /// Like [`vpngw`](Self::vpngw) with extra keys in the gateway section
+    /// and in the connection.
+    pub fn vpngw_config(
+        &mut self,
+        me: &Side,
+        peer: &Side,
+        initiate: bool,
+        gateway: &str,
+        extra: &str,
+    ) {
         let psk = self.dir.write(&format!("{}.psk", me.name), PSK);
         std::fs::set_permissions(&psk, std::fs::Permissions::from_mode(0o600)).unwrap();
         let conf = self.dir.write(
@@ -99,6 +112,7 @@ impl Lab {
                 r#"[gateway]
 local_prefixes = ["{my_lan}"]
 control_socket = "{sock}"
+{gateway}
 
 [[connection]]
 name = "{peer_name}"
@@ -215,6 +229,20 @@ static_routes = ["{peer_lan}"]
 
     /// A single-stream TCP iperf3 of `seconds` from host A to host B.
     pub fn iperf_for(&self, seconds: u32) -> String {
+        self.iperf_args(seconds, &[])
+    }
+
+    /// TCP iperf3 over `streams` connections for 3 s; the receivers' sum.
+    pub fn iperf_streams(&self, streams: u32) -> String {
+        let n = streams.to_string();
+        let out = self.iperf_args(3, &["-P", &n]);
+        out.lines()
+            .filter(|l| l.contains("SUM"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn iperf_args(&self, seconds: u32, extra: &[&str]) -> String {
         let secs = seconds.to_string();
         let server = Proc::spawn(
             &self.host_b,
@@ -224,9 +252,9 @@ static_routes = ["{peer_lan}"]
             &self.dir.join("iperf3.log"),
         );
         let out = wait_until("iperf3 to run", SETUP, || {
-            let out = self
-                .host_a
-                .run("iperf3", &["-c", B.host, "-t", &secs, "-f", "m"]);
+            let mut args = vec!["-c", B.host, "-t", &secs, "-f", "m"];
+            args.extend_from_slice(extra);
+            let out = self.host_a.run("iperf3", &args);
             let text = String::from_utf8_lossy(&out.stdout).into_owned();
             if out.status.success() {
                 Ok(text)
