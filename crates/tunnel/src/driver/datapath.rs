@@ -7,10 +7,15 @@
 //! ```
 //!
 //! - One receive thread owns the inbound SA table (SPI → SA and connection)
-//!   and the replay windows; one transmit thread per connection owns that
-//!   connection's outbound SA. Nothing is shared per packet: the control
+//!   and the replay windows; one transmit thread per queue of a
+//!   connection's TUN device (one queue unless `tx_queues` says more) seals
+//!   with that connection's outbound SA, whose only shared state is its
+//!   atomic sequence counter. Nothing is locked per packet: the control
 //!   plane sends SA changes through channels that each thread drains between
 //!   batches, and counters are relaxed atomics.
+//! - Decrypted packets go into the TUN device coalesced where they can
+//!   (TCP segments and same-sized UDP datagrams of one flow, up to
+//!   eight flows at once), one write per run.
 //! - Batches: up to [`BATCH`] datagrams per recvmmsg/sendmmsg; a transmit
 //!   thread reads its TUN until it would block or the batch is full.
 //! - Buffers are allocated once per thread; the hot path allocates nothing.
@@ -18,7 +23,7 @@
 //!   driver (control traffic, rare).
 //! - Threads wake at least every 100 ms to notice stop requests.
 //! - Tunnels come and go while running ([`Datapath::add_tunnel`],
-//!   [`Datapath::remove_tunnel`]): a tunnel is a transmit thread plus an
+//!   [`Datapath::remove_tunnel`]): a tunnel is its transmit threads plus an
 //!   entry in the receive thread's tunnel map, added and removed through
 //!   the same command channel. Each inbound SA carries its tunnel (TUN
 //!   device, MSS clamp, counters) with it, so the receive path looks up
@@ -393,7 +398,7 @@ impl Datapath {
     }
 
     /// Adds the tunnel of connection `conn` (any index; the indices in use
-    /// need not be contiguous): starts its transmit thread and tells the
+    /// need not be contiguous): starts its transmit threads and tells the
     /// receive thread about its TUN device. Fails if `conn` already has a
     /// tunnel ([`io::ErrorKind::AlreadyExists`]) or the datapath stopped.
     pub fn add_tunnel(&mut self, conn: usize, spec: TunnelSpec) -> io::Result<()> {
@@ -476,7 +481,7 @@ impl Datapath {
     }
 
     /// Removes the tunnel of connection `conn` (nothing if it has none):
-    /// stops and joins its transmit thread, and has the receive thread drop
+    /// stops and joins its transmit threads, and has the receive thread drop
     /// every inbound SA of it and its TUN device. When this returns no
     /// reference to the [`Tun`] is left, so the kernel interface is gone
     /// (unless the caller holds another descriptor of it). Blocks until both
