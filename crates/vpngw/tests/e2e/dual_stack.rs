@@ -154,13 +154,12 @@ fn ipv6_prefixes_cross_an_ipv4_session_and_ipv6_traffic_the_tunnel() {
     );
 }
 
-/// The same two sites with the tunnel over an IPv6 underlay: IKE and ESP
-/// (in UDP 4500) between 2001:db8:100::1 and ::2, carrying IPv4 and IPv6.
-#[test]
-fn an_ipv6_underlay_carries_both_families() {
-    let scenario = "IPv6 underlay";
+/// The two sites joined by one tunnel over an IPv6 underlay (a direct
+/// link between the gateways, 2001:db8:100::1 and ::2); returns the fabric,
+/// p1's and g's daemons, and when g was started, once g routes both LANs
+/// of p1 into the tunnel.
+fn ipv6_underlay() -> (Fabric, Daemon, Daemon, Instant) {
     let f = two_sites(&["192.0.2.1"], &["198.51.100.1"]);
-    // A direct IPv6 link between the gateways: the underlay of this tunnel.
     vpngw_netns_tests::veth(&f.site("g").gw, "u6", &f.site("p1").gw, "u6");
     f.site("g")
         .gw
@@ -168,11 +167,20 @@ fn an_ipv6_underlay_carries_both_families() {
     f.site("p1")
         .gw
         .ip("-6 addr add 2001:db8:100::2/64 dev u6 nodad");
-    let _p1 = Daemon::start(&f, "p1", &gw_p1(("2001:db8:100::2", "2001:db8:100::1")));
+    let p1 = Daemon::start(&f, "p1", &gw_p1(("2001:db8:100::2", "2001:db8:100::1")));
     let started = Instant::now();
     let g = Daemon::start(&f, "g", &gw_g(("2001:db8:100::1", "2001:db8:100::2")));
     g.wait_route("10.2.0.0/24", &["t1"]);
     g.wait_route("2001:db8:2::/64", &["t1"]);
+    (f, p1, g, started)
+}
+
+/// The same two sites with the tunnel over an IPv6 underlay: IKE and ESP
+/// (in UDP 4500) between 2001:db8:100::1 and ::2, carrying IPv4 and IPv6.
+#[test]
+fn an_ipv6_underlay_carries_both_families() {
+    let scenario = "IPv6 underlay";
+    let (f, _p1, g, started) = ipv6_underlay();
     report(
         scenario,
         &format!(
@@ -195,6 +203,51 @@ fn an_ipv6_underlay_carries_both_families() {
         .as_u64()
         .unwrap();
     assert!(packets_in >= 10, "{sas}");
+}
+
+/// ICMP failover over an IPv6 underlay: p1's daemon is killed while
+/// traffic flows, its host answers the next ESP datagram with an ICMPv6
+/// port unreachable (read through `IPV6_RECVERR`), and gw-g takes the
+/// tunnel out of its routes at once. BGP's hold time (3 s) and DPD (9 s)
+/// would take seconds.
+#[test]
+fn a_killed_peer_over_an_ipv6_underlay_is_noticed_by_icmpv6() {
+    use vpngw_netns_tests::traffic::UdpFlows;
+
+    let scenario = "IPv6 underlay, ICMP failover";
+    let (f, p1, g, _) = ipv6_underlay();
+    f.wait_ping("g", "10.2.0.2", SETUP);
+    let flows = UdpFlows::start(
+        &f.site("g").host,
+        "10.1.0.2".parse().unwrap(),
+        &f.site("p1").host,
+        "10.2.0.2".parse().unwrap(),
+        2,
+        500,
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let start = Instant::now();
+    p1.proc.kill();
+    g.wait_route("10.2.0.0/24", &[]);
+    g.wait_route("2001:db8:2::/64", &[]);
+    let withdrawn = start.elapsed();
+    let _ = flows.stop();
+    let sas = g.json(&["sas"]);
+    let hints = sas["connections"][0]["datapath"]["peer_unreachable"]
+        .as_u64()
+        .unwrap();
+    report(
+        scenario,
+        &format!(
+            "p1's daemon killed: gw-g withdrew both families' routes after {:.0} ms ({hints} verified ICMPv6 port unreachable)",
+            withdrawn.as_secs_f64() * 1000.0
+        ),
+    );
+    assert!(hints >= 1, "no ICMPv6 error was taken: {sas}");
+    assert!(
+        withdrawn < Duration::from_secs(2),
+        "{withdrawn:?}: as slow as BGP's hold time"
+    );
 }
 
 /// Two dual-stack tunnels between the sites (ECMP for both families); one
