@@ -421,6 +421,24 @@ static_routes = ["{peer_lan}"]
         });
     }
 
+    /// Waits until something listens on host B's port ([`IPERF_PORT`]), as
+    /// `ss FLAGS` (`-Hltn`: TCP, `-Hlun`: UDP) lists it.
+    fn wait_listening(&self, what: &str, flags: &str) {
+        wait_until(
+            &format!("{what} to listen"),
+            Duration::from_secs(10),
+            || {
+                let out = self.host_b.run("ss", &[flags]);
+                let text = String::from_utf8_lossy(&out.stdout).into_owned();
+                if text.contains(&format!(":{IPERF_PORT} ")) {
+                    Ok(())
+                } else {
+                    Err(text)
+                }
+            },
+        );
+    }
+
     /// An iperf3 run from host A to host B with extra client `args`; returns
     /// iperf3's JSON report. A fresh one-off server serves each run.
     fn iperf(&self, seconds: u32, args: &[&str]) -> Value {
@@ -431,15 +449,7 @@ static_routes = ["{peer_lan}"]
             &[],
             &self.dir.join("iperf3-server.log"),
         );
-        wait_until("iperf3 server to listen", Duration::from_secs(10), || {
-            let out = self.host_b.run("ss", &["-Hltn"]);
-            let text = String::from_utf8_lossy(&out.stdout).into_owned();
-            if text.contains(&format!(":{IPERF_PORT} ")) {
-                Ok(())
-            } else {
-                Err(text)
-            }
-        });
+        self.wait_listening("iperf3 server", "-Hltn");
         let secs = seconds.to_string();
         let mut argv = vec![
             "-c",
@@ -507,15 +517,7 @@ static_routes = ["{peer_lan}"]
             .stderr(Stdio::null())
             .spawn()
             .expect("start udp-load recv");
-        wait_until("udp-load sink to listen", Duration::from_secs(10), || {
-            let out = self.host_b.run("ss", &["-Hlun"]);
-            let text = String::from_utf8_lossy(&out.stdout).into_owned();
-            if text.contains(&format!(":{IPERF_PORT} ")) {
-                Ok(())
-            } else {
-                Err(text)
-            }
-        });
+        self.wait_listening("udp-load sink", "-Hlun");
         let to = format!("{}:{IPERF_PORT}", B.host);
         let rate_arg = rate.map_or("0".to_string(), |r| format!("{}", r.round() as u64));
         let (len, secs, flows) = (

@@ -17,25 +17,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use vpngw_fuzz::{esp_forge, esp_keys, ESP_SPI as SPI, ESP_SUITES as SUITES};
+use vpngw_fuzz::{esp_forge, esp_keys, records, ESP_SPI as SPI, ESP_SUITES as SUITES};
 use vpngw_tunnel::esp::sa::{InboundSa, OpenError, OutboundSa, HEADER_LEN, NEXT_NONE};
 
 const WINDOWS: [u64; 4] = [1024, 32, 64, 100];
-
-/// Splits the input into records: a 2-octet length, then that many octets.
-fn records(mut data: &[u8]) -> Vec<&[u8]> {
-    let mut out = Vec::new();
-    while let [hi, lo, rest @ ..] = data {
-        let n = usize::from(u16::from_be_bytes([*hi, *lo])).min(rest.len());
-        let (record, rest) = rest.split_at(n);
-        out.push(record);
-        data = rest;
-        if out.len() >= 64 {
-            break;
-        }
-    }
-    out
-}
 
 fuzz_target!(|data: &[u8]| {
     let [ctl, rest @ ..] = data else {

@@ -14,22 +14,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use vpngw_fuzz::records;
 use vpngw_tunnel::driver::offload::{segment, Coalescer, Push, VnetHdr, GSO_NONE, VNET_HDR_LEN};
-
-/// Splits the input into records: a 2-octet length, then that many octets.
-fn records(mut data: &[u8]) -> Vec<&[u8]> {
-    let mut out = Vec::new();
-    while let [hi, lo, rest @ ..] = data {
-        let n = usize::from(u16::from_be_bytes([*hi, *lo])).min(rest.len());
-        let (record, rest) = rest.split_at(n);
-        out.push(record);
-        data = rest;
-        if out.len() >= 64 {
-            break;
-        }
-    }
-    out
-}
 
 /// Checks a flushed super-packet against the packets that went into it.
 fn check(out: &[u8], merged: &[Vec<u8>]) {

@@ -51,6 +51,23 @@ impl Random for Rng {
     }
 }
 
+/// Splits a fuzz input into records, as the targets that take several
+/// packets read it: a 2-octet length, then that many octets (fewer at the
+/// end); at most 64 records.
+pub fn records(mut data: &[u8]) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    while let [hi, lo, rest @ ..] = data {
+        let n = usize::from(u16::from_be_bytes([*hi, *lo])).min(rest.len());
+        let (record, rest) = rest.split_at(n);
+        out.push(record);
+        data = rest;
+        if out.len() >= 64 {
+            break;
+        }
+    }
+    out
+}
+
 /// The pre-shared key of every fixture.
 pub const PSK: &[u8] = b"a shared secret of decent length";
 /// The IKE proposal of every fixture.

@@ -137,6 +137,25 @@ fn set_int(fd: i32, level: libc::c_int, name: libc::c_int, value: libc::c_int) -
     }
 }
 
+/// One iovec over each buffer, and as many empty message headers (the
+/// caller points them at the iovecs before each call: the vectors may
+/// move).
+fn messages(bufs: &mut [Vec<u8>]) -> (Vec<libc::iovec>, Vec<libc::mmsghdr>) {
+    let iovs = bufs
+        .iter_mut()
+        .map(|b| libc::iovec {
+            iov_base: b.as_mut_ptr().cast(),
+            iov_len: b.len(),
+        })
+        .collect();
+    // SAFETY: mmsghdr is plain data; all-zero is a valid empty header.
+    let msgs = bufs
+        .iter()
+        .map(|_| unsafe { mem::zeroed::<libc::mmsghdr>() })
+        .collect();
+    (iovs, msgs)
+}
+
 /// Sends for `duration`, `per_buffer` datagrams per buffer (more than one:
 /// `UDP_SEGMENT`); returns the datagrams sent and how long it took.
 fn send(
@@ -174,17 +193,7 @@ fn send(
         })
         .collect::<io::Result<Vec<_>>>()?;
     let mut bufs = vec![vec![0u8; len * per_buffer]; SEND_BATCH];
-    let mut iovs: Vec<libc::iovec> = bufs
-        .iter_mut()
-        .map(|b| libc::iovec {
-            iov_base: b.as_mut_ptr().cast(),
-            iov_len: b.len(),
-        })
-        .collect();
-    // SAFETY: mmsghdr is plain data; all-zero is a valid empty header.
-    let mut msgs: Vec<libc::mmsghdr> = (0..SEND_BATCH)
-        .map(|_| unsafe { mem::zeroed::<libc::mmsghdr>() })
-        .collect();
+    let (mut iovs, mut msgs) = messages(&mut bufs);
     for (m, iov) in msgs.iter_mut().zip(iovs.iter_mut()) {
         m.msg_hdr.msg_iov = iov;
         m.msg_hdr.msg_iovlen = 1;
@@ -259,21 +268,11 @@ fn recv(port: u16, timeout: Duration) -> io::Result<(u64, u64)> {
     let gro = set_int(fd, libc::SOL_UDP, UDP_GRO, 1).is_ok();
     socket.set_read_timeout(Some(Duration::from_millis(50)))?;
     let mut bufs = vec![vec![0u8; RECV_BUF]; RECV_BATCH];
-    let mut iovs: Vec<libc::iovec> = bufs
-        .iter_mut()
-        .map(|b| libc::iovec {
-            iov_base: b.as_mut_ptr().cast(),
-            iov_len: b.len(),
-        })
-        .collect();
+    let (mut iovs, mut msgs) = messages(&mut bufs);
     // Room for one UDP_GRO control message (a c_int) per message.
     // SAFETY: CMSG_SPACE is arithmetic.
     let cmsg_space = unsafe { libc::CMSG_SPACE(mem::size_of::<libc::c_int>() as u32) } as usize;
     let mut controls = vec![vec![0u8; cmsg_space]; RECV_BATCH];
-    // SAFETY: mmsghdr is plain data; all-zero is a valid empty header.
-    let mut msgs: Vec<libc::mmsghdr> = (0..RECV_BATCH)
-        .map(|_| unsafe { mem::zeroed::<libc::mmsghdr>() })
-        .collect();
     let start = Instant::now();
     let mut last: Option<Instant> = None;
     let (mut datagrams, mut bytes) = (0u64, 0u64);

@@ -540,18 +540,10 @@ impl Coalescer {
             && head[ip_len + 13] & !TCP_PSH == flags & !TCP_PSH
             && head[ip_len + 14..ip_len + 16] == packet[ip_len + 14..ip_len + 16]
             && head[ip_len + 18..hl] == packet[ip_len + 18..hl];
-        if !same
-            || self.closed
-            || seq != self.next_seq
-            || payload > self.mss
-            || self.len + payload > VNET_HDR_LEN + GRO_MAX
-            || self.segments >= GRO_MAX_SEGMENTS
-        {
+        if !same || seq != self.next_seq || !self.room_for(payload) {
             return Push::Flush;
         }
-        self.buf[self.len..self.len + payload].copy_from_slice(&packet[hl..end]);
-        self.len += payload;
-        self.segments += 1;
+        self.append(&packet[hl..end]);
         self.next_seq = seq.wrapping_add(payload as u32);
         if payload < self.mss || flags & TCP_PSH != 0 {
             self.closed = true;
@@ -580,6 +572,22 @@ impl Coalescer {
         self.next_seq = seq.wrapping_add(payload as u32);
         self.closed = flags & TCP_PSH != 0;
         self.udp = false;
+    }
+
+    /// Whether another segment of `payload` bytes may follow what is held:
+    /// nothing closed the run, no longer than the first, room left.
+    fn room_for(&self, payload: usize) -> bool {
+        !self.closed
+            && payload <= self.mss
+            && self.len + payload <= VNET_HDR_LEN + GRO_MAX
+            && self.segments < GRO_MAX_SEGMENTS
+    }
+
+    /// Adds one segment's payload to what is held.
+    fn append(&mut self, payload: &[u8]) {
+        self.buf[self.len..self.len + payload.len()].copy_from_slice(payload);
+        self.len += payload.len();
+        self.segments += 1;
     }
 
     /// [`Coalescer::push`] for what is not TCP: a UDP datagram joins a
@@ -614,16 +622,11 @@ impl Coalescer {
             || !same_ip
             || ip_len != self.ip_len
             || head[ip_len..ip_len + 4] != packet[ip_len..ip_len + 4]
-            || self.closed
-            || payload > self.mss
-            || self.len + payload > VNET_HDR_LEN + GRO_MAX
-            || self.segments >= GRO_MAX_SEGMENTS
+            || !self.room_for(payload)
         {
             return Push::Flush;
         }
-        self.buf[self.len..self.len + payload].copy_from_slice(&packet[hl..end]);
-        self.len += payload;
-        self.segments += 1;
+        self.append(&packet[hl..end]);
         // A shorter datagram ends the run: segments are all `mss` long but
         // the last.
         self.closed = payload < self.mss;
