@@ -219,22 +219,51 @@ fn plain_udp(packet: &[u8]) -> Option<(usize, usize)> {
 /// Sets the IP length fields and checksum and the TCP checksum of a TCP
 /// packet whose headers and payload are in place.
 fn finish_tcp(seg: &mut [u8], ip_len: usize) -> Result<(), OffloadError> {
-    let total = seg.len();
-    let tcp_len = total - ip_len;
-    match seg[0] >> 4 {
-        4 => {
-            seg[2..4].copy_from_slice(&(total as u16).to_be_bytes());
-            seg[10..12].copy_from_slice(&[0, 0]);
-            let c = checksum(&seg[..ip_len]);
-            seg[10..12].copy_from_slice(&c.to_be_bytes());
-        }
-        _ => seg[4..6].copy_from_slice(&(tcp_len as u16).to_be_bytes()),
-    }
+    set_ip_length(seg, ip_len);
+    let tcp_len = seg.len() - ip_len;
     let pseudo = pseudo_sum(seg, PROTO_TCP, tcp_len).ok_or(OffloadError::Malformed)?;
     seg[ip_len + 16..ip_len + 18].copy_from_slice(&[0, 0]);
     let c = !fold(add(pseudo, &seg[ip_len..]));
     seg[ip_len + 16..ip_len + 18].copy_from_slice(&c.to_be_bytes());
     Ok(())
+}
+
+/// Sets the IP header's length field to `seg`'s length (IPv4: with a new
+/// header checksum; IPv6: the payload after the 40-byte header).
+fn set_ip_length(seg: &mut [u8], ip_len: usize) {
+    let total = seg.len();
+    if seg[0] >> 4 == 4 {
+        seg[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+        seg[10..12].copy_from_slice(&[0, 0]);
+        let c = checksum(&seg[..ip_len]);
+        seg[10..12].copy_from_slice(&c.to_be_bytes());
+    } else {
+        seg[4..6].copy_from_slice(&((total - ip_len) as u16).to_be_bytes());
+    }
+}
+
+/// Builds segment `i` of a super-packet in `scratch`: its `hl` bytes of
+/// headers, then payload from `hl + i * mss`, at most `mss` bytes and not
+/// past `end`; an IPv4 id one more per segment. Lengths and checksums are
+/// the caller's.
+fn cut<'a>(
+    packet: &[u8],
+    scratch: &'a mut [u8],
+    hl: usize,
+    mss: usize,
+    end: usize,
+    i: usize,
+) -> &'a mut [u8] {
+    let from = hl + i * mss;
+    let to = (from + mss).min(end);
+    let seg = &mut scratch[..hl + (to - from)];
+    seg[..hl].copy_from_slice(&packet[..hl]);
+    seg[hl..].copy_from_slice(&packet[from..to]);
+    if seg[0] >> 4 == 4 {
+        let id = u16::from_be_bytes([packet[4], packet[5]]).wrapping_add(i as u16);
+        seg[4..6].copy_from_slice(&id.to_be_bytes());
+    }
+    seg
 }
 
 /// Splits what one read from the TUN device returned (`packet`, after the
@@ -290,19 +319,10 @@ pub fn segment(
         packet[ip_len + 6],
         packet[ip_len + 7],
     ]);
-    let id = u16::from_be_bytes([packet[4], packet[5]]);
     let flags = packet[ip_len + 13];
     let count = payload.div_ceil(mss);
     for i in 0..count {
-        let from = hl + i * mss;
-        let to = (from + mss).min(end);
-        let len = hl + (to - from);
-        let seg = &mut scratch[..len];
-        seg[..hl].copy_from_slice(&packet[..hl]);
-        seg[hl..].copy_from_slice(&packet[from..to]);
-        if seg[0] >> 4 == 4 {
-            seg[4..6].copy_from_slice(&id.wrapping_add(i as u16).to_be_bytes());
-        }
+        let seg = cut(packet, scratch, hl, mss, end, i);
         let s = seq.wrapping_add((i * mss) as u32);
         seg[ip_len + 4..ip_len + 8].copy_from_slice(&s.to_be_bytes());
         let mut fl = flags;
@@ -354,25 +374,11 @@ fn segment_udp(
     if hl + mss > scratch.len() {
         return Err(OffloadError::TooLarge);
     }
-    let id = u16::from_be_bytes([packet[4], packet[5]]);
     let count = (end - hl).div_ceil(mss).max(1);
     for i in 0..count {
-        let from = hl + i * mss;
-        let to = (from + mss).min(end);
-        let len = hl + (to - from);
-        let seg = &mut scratch[..len];
-        seg[..hl].copy_from_slice(&packet[..hl]);
-        seg[hl..].copy_from_slice(&packet[from..to]);
-        let udp_len = len - ip_len;
-        if seg[0] >> 4 == 4 {
-            seg[2..4].copy_from_slice(&(len as u16).to_be_bytes());
-            seg[4..6].copy_from_slice(&id.wrapping_add(i as u16).to_be_bytes());
-            seg[10..12].copy_from_slice(&[0, 0]);
-            let c = checksum(&seg[..ip_len]);
-            seg[10..12].copy_from_slice(&c.to_be_bytes());
-        } else {
-            seg[4..6].copy_from_slice(&(udp_len as u16).to_be_bytes());
-        }
+        let seg = cut(packet, scratch, hl, mss, end, i);
+        set_ip_length(seg, ip_len);
+        let udp_len = seg.len() - ip_len;
         seg[ip_len + 4..ip_len + 6].copy_from_slice(&(udp_len as u16).to_be_bytes());
         seg[ip_len + 6..ip_len + 8].copy_from_slice(&[0, 0]);
         let pseudo = pseudo_sum(seg, PROTO_UDP, udp_len).ok_or(OffloadError::Malformed)?;
@@ -651,14 +657,7 @@ impl Coalescer {
                 ..VnetHdr::default()
             }
         } else {
-            if v4 {
-                packet[2..4].copy_from_slice(&(total as u16).to_be_bytes());
-                packet[10..12].copy_from_slice(&[0, 0]);
-                let c = checksum(&packet[..ip_len]);
-                packet[10..12].copy_from_slice(&c.to_be_bytes());
-            } else {
-                packet[4..6].copy_from_slice(&((total - 40) as u16).to_be_bytes());
-            }
+            set_ip_length(packet, ip_len);
             // CHECKSUM_PARTIAL: the checksum field holds the pseudo-header
             // sum (over the whole length); the kernel finishes it per
             // segment.
